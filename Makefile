@@ -1,0 +1,45 @@
+# nmi: `make demo` and `make test` do everything on a fresh machine (see README.md).
+BUILD_DIR ?= build
+ASAN_DIR ?= build-asan
+CMAKE_FLAGS ?=
+CTEST_FLAGS ?=
+JOBS ?= $(shell nproc)
+
+.PHONY: all setup kube configure build asan test test-release test-asan clean
+
+all: build
+
+# Installs what the build and tests need (idempotent).
+setup:
+	scripts/setup
+
+# kube-apiserver, etcd, kubectl and helm, built from tools/kube and cached by version.
+kube: setup
+	scripts/kube-testenv build
+
+configure: setup
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_CXX_COMPILER=g++ $(CMAKE_FLAGS)
+
+# The release daemon: $(BUILD_DIR)/bin/nmi.
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# ASan+UBSan, compiled with clang: unit and integration tests (and the proof that clang builds it).
+asan: setup
+	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+	  -DNMI_SANITIZE="address;undefined" -DNMI_KUBE_TESTS=OFF $(CMAKE_FLAGS)
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+
+test: kube build asan
+	$(MAKE) test-release test-asan
+
+test-release:
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+test-asan:
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_DIR) --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)
