@@ -36,9 +36,10 @@ std::string base64Encode(std::string_view bytes, Base64Alphabet alphabet, bool p
   out.reserve((bytes.size() + 2) / 3 * 4);
   std::size_t i = 0;
   for (; i + 3 <= bytes.size(); i += 3) {
-    const std::uint32_t v = (static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16U) |
-                            (static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8U) |
-                            static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 2]));
+    const std::uint32_t v =
+        (static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16U) |
+        (static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8U) |
+        static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 2]));
     out += chars[(v >> 18U) & 63U];
     out += chars[(v >> 12U) & 63U];
     out += chars[(v >> 6U) & 63U];

@@ -14,7 +14,9 @@ namespace {
 using namespace std::chrono_literals;
 using WaitResult = ChangeNotifier::WaitResult;
 
-MonotonicTime in(std::chrono::milliseconds d) { return std::chrono::steady_clock::now() + d; }
+MonotonicTime in(std::chrono::milliseconds d) {
+  return std::chrono::steady_clock::now() + d;
+}
 
 TEST(ChangeNotifierTest, ReturnsAtOnceWhenAlreadyChanged) {
   boost::asio::io_context io;

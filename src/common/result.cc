@@ -18,6 +18,8 @@ const char* errorCodeName(ErrorCode code) {
       return "Upstream";
     case ErrorCode::Cancelled:
       return "Cancelled";
+    case ErrorCode::ResourceExhausted:
+      return "ResourceExhausted";
     case ErrorCode::Internal:
       return "Internal";
   }

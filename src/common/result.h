@@ -10,14 +10,15 @@ namespace nmi {
 // What went wrong, by kind. The HTTP status a pod sees is derived from it in one place
 // (imds/error_mapping), never from the message.
 enum class ErrorCode {
-  InvalidArgument,   // malformed input: bad query, bad flag, bad object
-  NotFound,          // the thing asked for does not exist (yet)
-  PermissionDenied,  // exists, but the caller may not have it
-  Unavailable,       // a dependency is down or not ready; retrying may help
-  Timeout,           // a deadline passed
-  Upstream,          // an upstream answered with an HTTP error (a definite "no")
-  Cancelled,         // the caller went away
-  Internal,          // a bug or an impossible state
+  InvalidArgument,    // malformed input: bad query, bad flag, bad object
+  NotFound,           // the thing asked for does not exist (yet)
+  PermissionDenied,   // exists, but the caller may not have it
+  Unavailable,        // a dependency is down or not ready; retrying may help
+  Timeout,            // a deadline passed
+  Upstream,           // an upstream answered with an HTTP error (a definite "no")
+  Cancelled,          // the caller went away
+  ResourceExhausted,  // a limit was reached (per-pod caps); retry later
+  Internal,           // a bug or an impossible state
 };
 
 const char* errorCodeName(ErrorCode code);
@@ -32,8 +33,10 @@ struct Error {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value)
+      : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(Error error)
+      : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool has_value() const { return v_.index() == 0; }
   explicit operator bool() const { return has_value(); }
@@ -72,7 +75,8 @@ template <>
 class [[nodiscard]] Result<void> {
  public:
   Result() = default;
-  Result(Error error) : error_(std::move(error)), ok_(false) {}  // NOLINT(google-explicit-constructor)
+  Result(Error error)
+      : error_(std::move(error)), ok_(false) {}  // NOLINT(google-explicit-constructor)
 
   bool has_value() const { return ok_; }
   explicit operator bool() const { return ok_; }

@@ -16,8 +16,8 @@ using prometheus::BuildHistogram;
 // The original's buckets (seconds): requests may legitimately wait up to ~100 s.
 const prometheus::Histogram::BucketBoundaries& operationBuckets() {
   static const prometheus::Histogram::BucketBoundaries kBuckets{
-      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 10, 15, 20, 25, 30, 40, 50, 60,
-      70,    80,   90,    100};
+      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,  2,  3,  4,  5,
+      10,    15,   20,    25,   30,  40,   50,  60, 70, 80, 90, 100};
   return kBuckets;
 }
 
@@ -28,13 +28,34 @@ const prometheus::Histogram::BucketBoundaries& upstreamBuckets() {
 }
 
 constexpr std::array<std::string_view, 12> kKnownResources = {
-    "https://management.azure.com/",      "https://management.azure.com",
-    "https://management.core.windows.net/", "https://vault.azure.net",
-    "https://vault.azure.net/",           "https://storage.azure.com/",
-    "https://storage.azure.com",          "https://graph.microsoft.com/",
-    "https://database.windows.net/",      "https://ossrdbms-aad.database.windows.net",
-    "https://servicebus.azure.net/",      "https://eventhubs.azure.net/",
+    "https://management.azure.com/",
+    "https://management.azure.com",
+    "https://management.core.windows.net/",
+    "https://vault.azure.net",
+    "https://vault.azure.net/",
+    "https://storage.azure.com/",
+    "https://storage.azure.com",
+    "https://graph.microsoft.com/",
+    "https://database.windows.net/",
+    "https://ossrdbms-aad.database.windows.net",
+    "https://servicebus.azure.net/",
+    "https://eventhubs.azure.net/",
 };
+
+template <class Metric, class Make>
+Metric& cached(std::shared_mutex& mu, std::unordered_map<std::string, Metric*>& by_key,
+               const std::string& key, Make make) {
+  {
+    const std::shared_lock lock(mu);
+    if (auto it = by_key.find(key); it != by_key.end()) {
+      return *it->second;
+    }
+  }
+  Metric& metric = make();
+  const std::unique_lock lock(mu);
+  by_key.emplace(key, &metric);
+  return metric;
+}
 
 }  // namespace
 
@@ -139,17 +160,24 @@ std::string NmiMetrics::serialize() const {
 void NmiMetrics::observeOperation(std::string_view route, unsigned status,
                                   std::string_view pod_namespace, std::string_view resource,
                                   double seconds) {
-  operations_
-      .Add({{"operation_type", std::string(route)},
-            {"status_code", std::to_string(status)},
-            {"namespace", std::string(pod_namespace)},
-            {"resource", std::string(resourceLabel(resource))}},
-           operationBuckets())
+  const std::string_view resource_label = resourceLabel(resource);
+  std::string key;
+  key.reserve(route.size() + pod_namespace.size() + resource_label.size() + 8);
+  key.append(route).append("\x1f").append(std::to_string(status)).append("\x1f");
+  key.append(pod_namespace).append("\x1f").append(resource_label);
+  cached(
+      operation_histograms_.mu, operation_histograms_.by_key, key,
+      [&]() -> auto& {
+        return operations_.Add({{"operation_type", std::string(route)},
+                                {"status_code", std::to_string(status)},
+                                {"namespace", std::string(pod_namespace)},
+                                {"resource", std::string(resource_label)}},
+                               operationBuckets());
+      })
       .Observe(seconds);
 }
 
-void NmiMetrics::observeTokenAcquisition(std::string_view operation_type, bool ok,
-                                         double seconds) {
+void NmiMetrics::observeTokenAcquisition(std::string_view operation_type, bool ok, double seconds) {
   if (ok) {
     token_durations_.Add({{"operation_type", std::string(operation_type)}}, upstreamBuckets())
         .Observe(seconds);
@@ -159,7 +187,14 @@ void NmiMetrics::observeTokenAcquisition(std::string_view operation_type, bool o
 }
 
 void NmiMetrics::countRequest(std::string_view route, unsigned status) {
-  requests_.Add({{"route", std::string(route)}, {"code", std::to_string(status)}}).Increment();
+  std::string key(route);
+  key.append("\x1f").append(std::to_string(status));
+  cached(
+      request_counters_.mu, request_counters_.by_key, key,
+      [&]() -> auto& {
+        return requests_.Add({{"route", std::string(route)}, {"code", std::to_string(status)}});
+      })
+      .Increment();
 }
 
 void NmiMetrics::countUpstream(std::string_view upstream, int status) {

@@ -2,8 +2,11 @@
 
 #include <array>
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -78,6 +81,16 @@ class NmiMetrics {
   static std::string_view resourceLabel(std::string_view resource);
 
  private:
+  // Label sets seen before map straight to their metric: Family::Add builds a label map and
+  // takes a lock on every call, which is too slow for the per-request path.
+  template <class Metric>
+  struct LabelCache {
+    std::shared_mutex mu;
+    std::unordered_map<std::string, Metric*> by_key;
+  };
+  LabelCache<prometheus::Counter> request_counters_;
+  LabelCache<prometheus::Histogram> operation_histograms_;
+
   prometheus::Family<prometheus::Histogram>& operations_;
   prometheus::Family<prometheus::Histogram>& token_durations_;
   prometheus::Family<prometheus::Counter>& token_errors_;

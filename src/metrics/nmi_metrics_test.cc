@@ -21,8 +21,9 @@ TEST(NmiMetricsTest, KeepsTheOriginalSeriesNamesAndLabelKeys) {
                       "\"adal_token_msi_userassignedid\"} 1"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("aadpodidentity_imds_operations_errors_count{operation_type=\"adal_token\"} 1"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find("aadpodidentity_imds_operations_errors_count{operation_type=\"adal_token\"} 1"),
+      std::string::npos)
       << text;
   EXPECT_NE(text.find("aadpodidentity_kubernetes_api_operations_errors_count{operation_type="
                       "\"get_secret\"} 1"),

@@ -1,0 +1,229 @@
+#include "app/daemon.h"
+
+#include <csignal>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <fmt/format.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "health/health.h"
+#include "http/beast_http_client.h"
+#include "http/server.h"
+#include "identity/file_source.h"
+#include "imds/audit.h"
+#include "imds/handler.h"
+#include "metrics/nmi_metrics.h"
+#include "token/aad_token_provider.h"
+#include "token/caching_token_provider.h"
+#include "token/imds_token_provider.h"
+
+namespace nmi::app {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Service-principal credentials come from Secrets, read through the identity source.
+class SourceCredentials final : public token::CredentialSource {
+ public:
+  explicit SourceCredentials(identity::IdentitySource& source) : source_(source) {}
+  Task<Result<token::Credential>> load(const token::CredentialRef& ref) override {
+    const identity::SecretRef secret_ref{ref.name, ref.ns};
+    auto secret = co_await source_.secret(secret_ref);
+    if (!secret) {
+      co_return secret.error();
+    }
+    co_return token::Credential{std::move(secret->data)};
+  }
+
+ private:
+  identity::IdentitySource& source_;
+};
+
+http::ServerLimits serverLimits(const config::ServerConfig& s) {
+  http::ServerLimits limits;
+  limits.header_timeout = s.header_timeout;
+  limits.idle_timeout = s.idle_timeout;
+  limits.max_connections = s.max_connections;
+  limits.max_connections_per_peer = s.max_connections_per_peer;
+  return limits;
+}
+
+std::string userAgent(const config::Config& config) {
+  std::string ua = fmt::format("nmi/{}", NMI_VERSION);
+  if (!config.token.custom_user_agent.empty()) {
+    ua += " " + config.token.custom_user_agent;
+  }
+  return ua;
+}
+
+}  // namespace
+
+int runDaemon(const config::Config& config) {
+  const auto log = logger("nmi");
+  for (const auto& warning : config.warnings) {
+    log->warn("{}", warning);
+  }
+  log->info("starting nmi version={} mode={} namespaced={} listen={}:{} node={}", NMI_VERSION,
+            config.identity.mode == config::OperationMode::Managed ? "managed" : "standard",
+            config.identity.force_namespaced, config.server.listen_address, config.server.port,
+            config.identity.node_name);
+
+  const int threads = std::max(1, config.server.io_threads);
+  asio::io_context io(threads);
+  const SystemClock clock;
+  metrics::NmiMetrics metrics;
+
+  // Identity data.
+  if (config.identity.identity_file.empty()) {
+    log->error(
+        "no identity source: give --identity-file (the Kubernetes-backed source is not "
+        "built into this version)");
+    return 1;
+  }
+  auto source = std::make_unique<identity::FileIdentitySource>(
+      asio::make_strand(io), config.identity.identity_file, config.identity.node_name,
+      logger("nmi.identity"), std::chrono::milliseconds(10));
+  if (auto loaded = source->load(); !loaded) {
+    log->error("cannot load identity file {}: {}", config.identity.identity_file,
+               loaded.error().message);
+    return 1;
+  }
+  if (auto watching = source->start(); !watching) {
+    log->error("cannot watch identity file {}: {}", config.identity.identity_file,
+               watching.error().message);
+    return 1;
+  }
+
+  // Upstream clients: IMDS (plain HTTP on the link-local address, never through a proxy) and
+  // Azure AD (HTTPS, HTTPS_PROXY/NO_PROXY honoured, an extra CA bundle for tests).
+  http::ClientOptions imds_options;
+  imds_options.user_agent = userAgent(config);
+  auto imds_client = http::BeastHttpClient::create(io, imds_options);
+  http::ClientOptions aad_options;
+  aad_options.user_agent = userAgent(config);
+  aad_options.ca_file = config.token.aad_ca_file;
+  aad_options.https_proxy = config.token.https_proxy;
+  aad_options.no_proxy = config.token.no_proxy;
+  auto aad_client = http::BeastHttpClient::create(io, aad_options);
+  if (!imds_client || !aad_client) {
+    log->error("cannot create HTTP clients: {}",
+               !imds_client ? imds_client.error().message : aad_client.error().message);
+    return 1;
+  }
+
+  token::RetryPolicy retry;
+  retry.budget = config.token.retry_budget;
+  token::ImdsTokenProvider::Options mi_options;
+  mi_options.endpoint = config.metadata.token_endpoint;
+  mi_options.user_agent = userAgent(config);
+  mi_options.retry = retry;
+  mi_options.max_concurrent = config.token.imds_max_concurrent;
+  token::ImdsTokenProvider mi_provider(**imds_client, clock, metrics, mi_options);
+  SourceCredentials credentials(*source);
+  token::AadTokenProvider::Options sp_options;
+  sp_options.user_agent = userAgent(config);
+  sp_options.retry = retry;
+  token::AadTokenProvider sp_provider(**aad_client, credentials, clock, metrics, sp_options);
+  token::CacheOptions cache_options;
+  cache_options.refresh_ahead = config.token.refresh_ahead;
+  cache_options.min_lifetime = config.token.min_lifetime;
+  cache_options.max_entries = static_cast<std::size_t>(config.token.cache_max_entries);
+  cache_options.per_pod_max_keys = static_cast<std::size_t>(config.token.per_pod_max_keys);
+  cache_options.per_pod_miss_rate = config.token.per_pod_miss_rate;
+  cache_options.per_pod_miss_burst = config.token.per_pod_miss_burst;
+  token::CachingTokenProvider tokens(mi_provider, sp_provider, clock, metrics, cache_options);
+  tokens.start(asio::make_strand(io));
+
+  // The IMDS face.
+  imds::HandlerOptions handler_options;
+  handler_options.metadata_header_required = config.metadata.header_required;
+  handler_options.block_instance_metadata = config.metadata.block_instance_metadata;
+  handler_options.disable_host_token = config.metadata.disable_host_token;
+  handler_options.set_retry_after_header = config.metadata.set_retry_after_header;
+  handler_options.mode = config.identity.mode == config::OperationMode::Managed
+                             ? identity::Mode::Managed
+                             : identity::Mode::Standard;
+  handler_options.force_namespaced = config.identity.force_namespaced;
+  handler_options.wait.retry_attempts_for_created = config.identity.retry_attempts_for_created;
+  handler_options.wait.retry_attempts_for_assigned = config.identity.retry_attempts_for_assigned;
+  handler_options.wait.interval = config.identity.find_identity_retry_interval;
+  handler_options.pod_wait = config.identity.pod_wait;
+  handler_options.metadata_endpoint =
+      fmt::format("{}:{}", config.metadata.ip, config.metadata.port);
+  imds::AuditLog audit(metrics);
+  imds::ImdsHandler handler(handler_options, *source, tokens, **imds_client, clock, metrics, audit);
+
+  health::Readiness readiness;
+  readiness.add("identity", [&source] { return source->notReadyReason(); });
+  health::ProbeHandler probe_handler(readiness);
+  health::MetricsHandler metrics_handler(metrics, [&] {
+    metrics.source_staleness.Set(static_cast<double>(source->staleness().count()));
+    metrics.cache_entries.Set(static_cast<double>(tokens.sizeForTest()));
+  });
+
+  http::Server server(io, "nmi", handler, serverLimits(config.server), &metrics);
+  http::Server probe_server(io, "probe", probe_handler, http::ServerLimits{}, nullptr);
+  http::Server metrics_server(io, "metrics", metrics_handler, http::ServerLimits{}, nullptr);
+  if (auto r = server.listen(config.server.listen_address, config.server.port); !r) {
+    log->error("error creating http server: {}", r.error().message);
+    return 1;
+  }
+  if (auto r = probe_server.listen("0.0.0.0", config.server.probe_port); !r) {
+    log->error("error creating probe server: {}", r.error().message);
+    return 1;
+  }
+  if (auto r = metrics_server.listen("0.0.0.0", config.server.metrics_port); !r) {
+    log->error("error creating metrics server: {}", r.error().message);
+    return 1;
+  }
+  server.start();
+  probe_server.start();
+  metrics_server.start();
+  log->info("serving nmi={} probe={} metrics={}", server.localEndpoint().port(),
+            probe_server.localEndpoint().port(), metrics_server.localEndpoint().port());
+
+  // SIGTERM/SIGINT: stop accepting, let requests in flight finish (up to the grace period),
+  // then stop everything.
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+    if (ec) {
+      return;
+    }
+    log->info("received signal {}, draining", signal);
+    asio::co_spawn(
+        asio::make_strand(io),
+        [&]() -> Task<void> {
+          co_await server.drain(config.server.shutdown_grace);
+          co_await probe_server.drain(std::chrono::milliseconds(0));
+          co_await metrics_server.drain(std::chrono::milliseconds(0));
+          tokens.stop();
+          source->stop();
+          log->info("drained, exiting");
+          io.stop();
+        },
+        asio::detached);
+  });
+
+  std::vector<std::thread> workers;
+  workers.reserve(static_cast<std::size_t>(threads - 1));
+  for (int i = 1; i < threads; ++i) {
+    workers.emplace_back([&io] { io.run(); });
+  }
+  io.run();
+  for (auto& t : workers) {
+    t.join();
+  }
+  return 0;
+}
+
+}  // namespace nmi::app

@@ -1,0 +1,382 @@
+#include "http/beast_http_client.h"
+
+#include <atomic>
+#include <functional>
+#include <utility>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <fmt/format.h>
+#include <openssl/ssl.h>
+
+#include "common/base64.h"
+
+namespace nmi::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+struct BeastHttpClient::Connection {
+  explicit Connection(const asio::any_io_executor& ex)
+      : plain(std::make_unique<beast::tcp_stream>(ex)) {}
+
+  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+  void close() {
+    error_code ec;
+    lowest().socket().close(ec);
+  }
+
+  std::unique_ptr<beast::tcp_stream> plain;  // moved into `tls` after the TLS handshake starts
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::flat_buffer buffer;
+  MonotonicTime idle_since;
+  bool reusable = false;
+};
+
+namespace {
+
+Error ioError(const error_code& ec, std::string_view what) {
+  if (ec == beast::error::timeout) {
+    return makeError(ErrorCode::Timeout, fmt::format("{}: timed out", what));
+  }
+  if (ec == asio::error::operation_aborted) {
+    return makeError(ErrorCode::Cancelled, fmt::format("{}: cancelled", what));
+  }
+  if (ec == bhttp::error::body_limit) {
+    return makeError(ErrorCode::Unavailable, fmt::format("{}: response too large", what));
+  }
+  return makeError(ErrorCode::Unavailable, fmt::format("{}: {}", what, ec.message()));
+}
+
+// Releases a per-host reservation when the exchange ends, however it ends.
+class Reservation {
+ public:
+  Reservation(std::function<void()> release) : release_(std::move(release)) {}  // NOLINT
+  ~Reservation() { release_(); }
+  Reservation(const Reservation&) = delete;
+  Reservation& operator=(const Reservation&) = delete;
+
+ private:
+  std::function<void()> release_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<BeastHttpClient>> BeastHttpClient::create(asio::io_context& io,
+                                                                 ClientOptions options) {
+  auto tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+  error_code ec;
+  tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1,
+                   ec);
+  tls->set_default_verify_paths(ec);
+  if (!options.ca_file.empty()) {
+    tls->load_verify_file(options.ca_file, ec);
+    if (ec) {
+      return makeError(ErrorCode::InvalidArgument,
+                       fmt::format("cannot load CA file {}: {}", options.ca_file, ec.message()));
+    }
+  }
+  tls->set_verify_mode(asio::ssl::verify_peer);
+  std::optional<ProxyUrl> proxy;
+  if (!options.https_proxy.empty()) {
+    auto parsed = parseProxyUrl(options.https_proxy);
+    if (!parsed) {
+      return makeError(ErrorCode::InvalidArgument, "HTTPS_PROXY: " + parsed.error().message);
+    }
+    proxy = *parsed;
+  }
+  return std::unique_ptr<BeastHttpClient>(
+      new BeastHttpClient(io, std::move(options), std::move(tls), std::move(proxy)));
+}
+
+BeastHttpClient::BeastHttpClient(asio::io_context& io, ClientOptions options,
+                                 std::unique_ptr<asio::ssl::context> tls,
+                                 std::optional<ProxyUrl> proxy)
+    : io_(io), options_(std::move(options)), tls_(std::move(tls)), proxy_(std::move(proxy)) {}
+
+BeastHttpClient::~BeastHttpClient() {
+  const std::lock_guard lock(mu_);
+  for (auto& [key, list] : idle_) {
+    for (auto& c : list) {
+      c->close();
+    }
+  }
+}
+
+std::size_t BeastHttpClient::idleConnections() const {
+  const std::lock_guard lock(mu_);
+  std::size_t n = 0;
+  for (const auto& [key, list] : idle_) {
+    n += list.size();
+  }
+  return n;
+}
+
+BeastHttpClient::ConnectionPtr BeastHttpClient::takeIdle(const std::string& key) {
+  const std::lock_guard lock(mu_);
+  auto it = idle_.find(key);
+  if (it == idle_.end()) {
+    return nullptr;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  while (!it->second.empty()) {
+    ConnectionPtr c = std::move(it->second.back());
+    it->second.pop_back();
+    if (now - c->idle_since < options_.idle_ttl && c->lowest().socket().is_open()) {
+      return c;
+    }
+    c->close();
+  }
+  return nullptr;
+}
+
+void BeastHttpClient::putIdle(const std::string& key, ConnectionPtr connection) {
+  connection->idle_since = std::chrono::steady_clock::now();
+  const std::lock_guard lock(mu_);
+  auto& list = idle_[key];
+  if (list.size() >= options_.max_idle_per_host) {
+    connection->close();
+    return;
+  }
+  list.push_back(std::move(connection));
+}
+
+bool BeastHttpClient::reserve(const std::string& key) {
+  const std::lock_guard lock(mu_);
+  int& n = open_[key];
+  if (n >= options_.max_open_per_host) {
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void BeastHttpClient::unreserve(const std::string& key) {
+  const std::lock_guard lock(mu_);
+  if (auto it = open_.find(key); it != open_.end() && --it->second <= 0) {
+    open_.erase(it);
+  }
+}
+
+namespace {
+
+// Connects `connection` (plain stream, not yet open) to url, through the proxy when one applies,
+// and performs the TLS handshake for https.
+Task<Result<void>> establish(beast::tcp_stream& plain, const Url& url,
+                             const std::optional<ProxyUrl>& proxy, std::string_view no_proxy,
+                             MonotonicTime deadline) {
+  const bool via_proxy =
+      url.scheme == "https" && proxy && !bypassesProxy(url.host, url.port, no_proxy);
+  const std::string host = via_proxy ? proxy->host : url.host;
+  const std::uint16_t port = via_proxy ? proxy->port : url.port;
+  error_code ec;
+  auto executor = co_await asio::this_coro::executor;
+  tcp::resolver resolver(executor);
+  asio::steady_timer resolve_timer(executor, deadline);
+  resolve_timer.async_wait([&resolver](error_code timer_ec) {
+    if (!timer_ec) {
+      resolver.cancel();
+    }
+  });
+  const auto endpoints = co_await resolver.async_resolve(
+      host, std::to_string(port), asio::redirect_error(asio::use_awaitable, ec));
+  resolve_timer.cancel();
+  if (ec) {
+    co_return ioError(ec, fmt::format("resolve {}", host));
+  }
+  plain.expires_at(deadline);
+  co_await plain.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    co_return ioError(ec, fmt::format("connect {}:{}", host, port));
+  }
+  if (via_proxy) {
+    bhttp::request<bhttp::empty_body> connect{bhttp::verb::connect, url.authority(), 11};
+    connect.set(bhttp::field::host, url.authority());
+    if (!proxy->basic_credentials.empty()) {
+      connect.set(bhttp::field::proxy_authorization,
+                  "Basic " + base64Encode(proxy->basic_credentials));
+    }
+    co_await bhttp::async_write(plain, connect, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      co_return ioError(ec, "proxy CONNECT");
+    }
+    beast::flat_buffer buffer;
+    bhttp::response_parser<bhttp::empty_body> parser;
+    parser.skip(true);  // a CONNECT response has no body
+    co_await bhttp::async_read_header(plain, buffer, parser,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      co_return ioError(ec, "proxy CONNECT response");
+    }
+    if (parser.get().result_int() != 200) {
+      co_return makeError(
+          ErrorCode::Unavailable,
+          fmt::format("proxy refused CONNECT {}: {}", url.authority(), parser.get().result_int()));
+    }
+  }
+  co_return Result<void>{};
+}
+
+}  // namespace
+
+Task<Result<ClientResponse>> BeastHttpClient::exchange(const ConnectionPtr& connection,
+                                                       const Url& url, const ClientRequest& request,
+                                                       MonotonicTime deadline) {
+  bhttp::request<bhttp::string_body> req{request.method, url.target, 11};
+  const bool default_port =
+      (url.scheme == "https" && url.port == 443) || (url.scheme == "http" && url.port == 80);
+  req.set(bhttp::field::host,
+          default_port ? (url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host)
+                       : url.authority());
+  if (!findHeader(request.headers, "User-Agent")) {
+    req.set(bhttp::field::user_agent, options_.user_agent);
+  }
+  for (const auto& [name, value] : request.headers) {
+    req.insert(name, value);
+  }
+  req.body() = request.body;
+  req.prepare_payload();
+  req.keep_alive(true);
+
+  error_code ec;
+  connection->lowest().expires_at(deadline);
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.header_limit(16 * 1024);
+  parser.body_limit(request.max_response_bytes);
+  if (connection->tls) {
+    co_await bhttp::async_write(*connection->tls, req,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      co_await bhttp::async_read(*connection->tls, connection->buffer, parser,
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
+  } else {
+    co_await bhttp::async_write(*connection->plain, req,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      co_await bhttp::async_read(*connection->plain, connection->buffer, parser,
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  if (ec) {
+    co_return ioError(ec, fmt::format("{} {}", std::string(req.method_string()), url.authority()));
+  }
+  auto& res = parser.get();
+  connection->reusable = res.keep_alive();
+  ClientResponse out;
+  out.status = res.result_int();
+  for (const auto& field : res) {
+    out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  out.body = std::move(res.body());
+  co_return out;
+}
+
+Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
+                                                   CancellationSignal* cancel) {
+  auto url = parseUrl(request.url);
+  if (!url) {
+    co_return url.error();
+  }
+  const std::string key = url->scheme + "://" + url->authority();
+  if (!reserve(key)) {
+    co_return makeError(ErrorCode::Unavailable,
+                        fmt::format("too many open connections to {}", url->authority()));
+  }
+  const Reservation reservation([this, key] { unreserve(key); });
+  auto executor = co_await asio::this_coro::executor;
+  const MonotonicTime deadline = std::chrono::steady_clock::now() + request.timeout;
+
+  for (int attempt = 0;; ++attempt) {
+    ConnectionPtr connection = takeIdle(key);
+    const bool reused = connection != nullptr;
+    if (!connection) {
+      connection = std::make_shared<Connection>(io_.get_executor());
+    }
+    // Cancellation closes the connection's socket on this coroutine's executor, so it never
+    // races with the coroutine's own calls on the socket.
+    auto cancelled = std::make_shared<std::atomic<bool>>(false);
+    const std::size_t cancel_id =
+        cancel == nullptr ? 0 : cancel->add([executor, connection, cancelled] {
+          asio::post(executor, [connection, cancelled] {
+            cancelled->store(true);
+            connection->lowest().cancel();
+          });
+        });
+    Result<ClientResponse> result = makeError(ErrorCode::Internal, "not sent");
+    bool established = reused;
+    if (!reused) {
+      auto up = co_await establish(*connection->plain, *url, proxy_, options_.no_proxy, deadline);
+      if (up && url->scheme == "https") {
+        connection->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(
+            std::move(*connection->plain), *tls_);
+        connection->plain.reset();
+        if (!url->host_is_ip) {
+          // SNI (SSL_set_tlsext_host_name is a macro with an old-style cast).
+          SSL_ctrl(connection->tls->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME,
+                   TLSEXT_NAMETYPE_host_name, const_cast<char*>(url->host.c_str()));
+        }
+        connection->tls->set_verify_callback(asio::ssl::host_name_verification(url->host));
+        error_code ec;
+        co_await connection->tls->async_handshake(asio::ssl::stream_base::client,
+                                                  asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+          up = ioError(ec, fmt::format("TLS handshake with {}", url->authority()));
+        }
+      }
+      if (up) {
+        established = true;
+      } else {
+        result = up.error();
+      }
+    }
+    if (established) {
+      result = co_await exchange(connection, *url, request, deadline);
+    }
+    if (cancel != nullptr) {
+      cancel->remove(cancel_id);
+      // A cancellation posted before remove() runs before this continuation.
+      co_await asio::post(executor, asio::use_awaitable);
+    }
+    if (cancelled->load() || (cancel != nullptr && cancel->cancelled())) {
+      connection->close();
+      co_return makeError(ErrorCode::Cancelled, "request cancelled");
+    }
+    if (!result) {
+      connection->close();
+      // A pooled connection the server closed meanwhile fails at once: retry once on a new one.
+      if (reused && attempt == 0 && result.error().code == ErrorCode::Unavailable &&
+          std::chrono::steady_clock::now() < deadline) {
+        continue;
+      }
+      co_return result;
+    }
+    if (connection->reusable) {
+      putIdle(key, connection);
+    } else {
+      connection->close();
+    }
+    co_return result;
+  }
+}
+
+}  // namespace nmi::http

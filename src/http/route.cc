@@ -1,0 +1,143 @@
+#include "http/route.h"
+
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+namespace nmi::http {
+namespace {
+
+char asciiLower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (asciiLower(a[i]) != asciiLower(b[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string toLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    c = asciiLower(c);
+  }
+  return out;
+}
+
+bool segmentIs(const CanonicalTarget& t, std::size_t index, std::string_view word) {
+  return index < t.segments.size() && equalsIgnoreCase(t.segments[index], word);
+}
+
+// The segments are exactly these words (any case).
+bool segmentsAre(const CanonicalTarget& t, std::initializer_list<std::string_view> words) {
+  if (t.segments.size() != words.size()) {
+    return false;
+  }
+  std::size_t i = 0;
+  for (const std::string_view word : words) {
+    if (!equalsIgnoreCase(t.segments[i++], word)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Each needle occurs in `haystack`, after the end of the previous one.
+bool containsInOrder(std::string_view haystack, std::initializer_list<std::string_view> needles) {
+  std::size_t pos = 0;
+  for (const std::string_view needle : needles) {
+    const std::size_t found = haystack.find(needle, pos);
+    if (found == std::string_view::npos) {
+      return false;
+    }
+    pos = found + needle.size();
+  }
+  return true;
+}
+
+bool isIdentityPath(const CanonicalTarget& t) {
+  return segmentIs(t, 0, "metadata") && segmentIs(t, 1, "identity");
+}
+
+// Anything that is not the token path but could be mistaken for it by IMDS, a future IMDS, or a
+// reader. aad-pod-identity's CVE-2022-23551 fix matched identity...oauth2...token; the "identity"
+// is dropped here because `/metadata/instance/oauth2/token` or `/oauth2/token` must not be
+// proxied either: no real IMDS path outside the token endpoint contains oauth2 then token.
+bool looksLikeTokenPath(const CanonicalTarget& t) {
+  const std::string lower = toLower(t.path);
+  if (containsInOrder(lower, {"oauth2", "token"})) {
+    return true;
+  }
+  if (!isIdentityPath(t)) {
+    return false;
+  }
+  for (std::size_t i = 2; i < t.segments.size(); ++i) {
+    if (toLower(t.segments[i]).find("token") != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Route classifyRoute(const CanonicalTarget& t) {
+  if (segmentsAre(t, {"metadata", "identity", "oauth2", "token"})) {
+    return Route::Token;
+  }
+  if (segmentsAre(t, {"host", "token"})) {
+    return Route::HostToken;
+  }
+  if (looksLikeTokenPath(t)) {
+    return Route::InvalidTokenPath;
+  }
+  if (segmentIs(t, 0, "host")) {
+    return Route::HostNotFound;
+  }
+  // A prefix match, as the original's `^/(?i:metadata)/instance` (so `/metadata/instancefoo` is
+  // blocked too when --block-instance-metadata is on).
+  if (segmentIs(t, 0, "metadata") && t.segments.size() > 1 && t.segments[1].size() >= 8 &&
+      equalsIgnoreCase(t.segments[1].substr(0, 8), "instance")) {
+    return Route::InstanceMetadata;
+  }
+  // Other identity endpoints (IMDSv2's issuecredential, getplatformmetadata, ...) would act with
+  // the node's identities; only the harmless "info" is proxied.
+  if (isIdentityPath(t) && !segmentsAre(t, {"metadata", "identity", "info"})) {
+    return Route::BlockedIdentityPath;
+  }
+  return Route::Proxy;
+}
+
+std::string_view routeName(Route r) {
+  switch (r) {
+    case Route::Token:
+      return "token";
+    case Route::HostToken:
+      return "host_token";
+    case Route::InvalidTokenPath:
+      return "invalid_token_path";
+    case Route::HostNotFound:
+      return "host_not_found";
+    case Route::InstanceMetadata:
+      return "instance";
+    case Route::BlockedIdentityPath:
+      return "blocked_identity";
+    case Route::Proxy:
+      return "proxy";
+  }
+  return "proxy";
+}
+
+bool isMetadataPath(const CanonicalTarget& t) {
+  return segmentIs(t, 0, "metadata");
+}
+
+}  // namespace nmi::http

@@ -1,0 +1,460 @@
+#include "http/server.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <exception>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include "metrics/nmi_metrics.h"
+
+namespace nmi::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+struct Server::Connection {
+  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+  beast::tcp_stream stream;
+  asio::ip::address peer;
+  std::uint16_t peer_port = 0;
+  std::string peer_key;
+  bool busy = false;  // guarded by Server::mu_
+};
+
+namespace {
+
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+Response errorResponse(bhttp::status status, std::string_view description, unsigned version) {
+  Response res{status, version};
+  res.set(bhttp::field::content_type, "application/json; charset=utf-8");
+  res.body() = std::string(R"({"error":"invalid_request","error_description":")") +
+               std::string(description) + "\"}\n";
+  res.keep_alive(false);
+  res.prepare_payload();
+  return res;
+}
+
+// The status a malformed request gets; nullopt when the connection just ends (EOF, timeout).
+std::optional<std::pair<bhttp::status, std::string_view>> statusForReadError(const error_code& ec) {
+  if (ec == bhttp::error::header_limit) {
+    return std::pair{bhttp::status::request_header_fields_too_large, "Request header too large"};
+  }
+  if (ec == bhttp::error::body_limit) {
+    return std::pair{bhttp::status::payload_too_large, "Request body too large"};
+  }
+  if (ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
+      ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message &&
+      ec != bhttp::error::need_more && ec != bhttp::error::need_buffer) {
+    return std::pair{bhttp::status::bad_request, "Malformed request"};
+  }
+  return std::nullopt;
+}
+
+// Raw checks of a request head (request line and header fields, up to and including the blank
+// line): no obs-fold continuation lines, no NUL, no bare CR or LF.
+std::optional<std::pair<bhttp::status, std::string_view>> checkRawHead(std::string_view head) {
+  for (std::size_t i = 0; i < head.size(); ++i) {
+    const char c = head[i];
+    if (c == '\0') {
+      return std::pair{bhttp::status::bad_request, "Malformed request"};
+    }
+    if (c == '\r' && (i + 1 >= head.size() || head[i + 1] != '\n')) {
+      return std::pair{bhttp::status::bad_request, "Malformed request"};
+    }
+    if (c == '\n') {
+      if (i == 0 || head[i - 1] != '\r') {
+        return std::pair{bhttp::status::bad_request, "Malformed request"};
+      }
+      if (i + 1 < head.size() && (head[i + 1] == ' ' || head[i + 1] == '\t')) {
+        return std::pair{bhttp::status::bad_request, "Obsolete line folding is not accepted"};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// Message framing and Host rules of RFC 9112: an HTTP/1.1 request has exactly one Host; no
+// request has more than one; Transfer-Encoding must end in chunked and never comes with a
+// Content-Length (ambiguous framing is how requests are smuggled).
+std::optional<std::pair<bhttp::status, std::string_view>> checkHead(
+    const bhttp::request<bhttp::string_body>& head) {
+  const auto hosts = head.equal_range(bhttp::field::host);
+  const auto host_count = std::distance(hosts.first, hosts.second);
+  if (host_count > 1 || (head.version() >= 11 && host_count != 1)) {
+    return std::pair{bhttp::status::bad_request, "Exactly one Host header is required"};
+  }
+  const auto te = head.equal_range(bhttp::field::transfer_encoding);
+  if (te.first != te.second) {
+    if (head.count(bhttp::field::content_length) > 0) {
+      return std::pair{bhttp::status::bad_request, "Conflicting message framing"};
+    }
+    std::string_view last;
+    for (auto it = te.first; it != te.second; ++it) {
+      std::string_view v = it->value();
+      const auto comma = v.rfind(',');
+      last = comma == std::string_view::npos ? v : v.substr(comma + 1);
+    }
+    while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) {
+      last.remove_prefix(1);
+    }
+    while (!last.empty() && (last.back() == ' ' || last.back() == '\t')) {
+      last.remove_suffix(1);
+    }
+    if (!boost::beast::iequals(last, "chunked")) {
+      return std::pair{bhttp::status::bad_request, "Unsupported transfer coding"};
+    }
+  }
+  return std::nullopt;
+}
+
+// True when the peer has closed its side (recv would return 0) or reset the connection.
+bool peerClosed(int fd) {
+  char byte = 0;
+  const ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) {
+    return true;
+  }
+  return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+}  // namespace
+
+Server::Server(asio::io_context& io, std::string name, Handler& handler, ServerLimits limits,
+               metrics::NmiMetrics* metrics)
+    : io_(io), name_(std::move(name)), handler_(handler), limits_(limits), metrics_(metrics) {}
+
+Server::~Server() = default;
+
+Result<void> Server::listen(const std::string& address, std::uint16_t port) {
+  error_code ec;
+  const auto ip = asio::ip::make_address(address, ec);
+  if (ec) {
+    return makeError(ErrorCode::InvalidArgument, "invalid listen address " + address);
+  }
+  const tcp::endpoint endpoint{ip, port};
+  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(io_));
+  const auto fail = [&](std::string_view what) {
+    return makeError(ErrorCode::Unavailable, fmt::format("{}: cannot {} {}:{}: {}", name_, what,
+                                                         address, port, ec.message()));
+  };
+  if (acceptor->open(endpoint.protocol(), ec); ec) {
+    return fail("open");
+  }
+  acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  // A second nmi (the next version during a rolling update) can bind the same port; the kernel
+  // spreads new connections between both until the old one drains and exits.
+  acceptor->set_option(ReusePort(true), ec);
+  if (acceptor->bind(endpoint, ec); ec) {
+    return fail("bind");
+  }
+  if (acceptor->listen(asio::socket_base::max_listen_connections, ec); ec) {
+    return fail("listen on");
+  }
+  acceptor_ = std::move(acceptor);
+  return {};
+}
+
+tcp::endpoint Server::localEndpoint() const {
+  error_code ec;
+  return acceptor_ ? acceptor_->local_endpoint(ec) : tcp::endpoint{};
+}
+
+void Server::start() {
+  asio::co_spawn(acceptor_->get_executor(), acceptLoop(), asio::detached);
+}
+
+std::size_t Server::connectionCount() const {
+  const std::lock_guard lock(mu_);
+  return connections_.size();
+}
+
+const char* Server::admit(const asio::ip::address& peer) {
+  const std::lock_guard lock(mu_);
+  if (draining_) {
+    return "draining";
+  }
+  if (static_cast<int>(connections_.size()) >= limits_.max_connections) {
+    return "max_connections";
+  }
+  int& count = per_peer_[peer.to_string()];
+  if (count >= limits_.max_connections_per_peer) {
+    return "max_connections_per_peer";
+  }
+  ++count;
+  return nullptr;
+}
+
+void Server::release(const std::shared_ptr<Connection>& connection) {
+  const std::lock_guard lock(mu_);
+  if (connections_.erase(connection) == 0) {
+    return;
+  }
+  if (auto it = per_peer_.find(connection->peer_key); it != per_peer_.end() && --it->second <= 0) {
+    per_peer_.erase(it);
+  }
+  if (metrics_ != nullptr) {
+    metrics_->connections_active.Decrement();
+  }
+}
+
+Task<void> Server::acceptLoop() {
+  for (;;) {
+    error_code ec;
+    const asio::any_io_executor strand = asio::make_strand(io_);
+    tcp::socket socket =
+        co_await acceptor_->async_accept(strand, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
+        co_return;
+      }
+      // Out of file descriptors or a transient error: back off briefly instead of spinning.
+      spdlog::warn("{}: accept failed: {}", name_, ec.message());
+      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    const auto remote = socket.remote_endpoint(ec);
+    if (ec) {
+      continue;
+    }
+    if (const char* reason = admit(remote.address()); reason != nullptr) {
+      if (metrics_ != nullptr) {
+        metrics_->connections_rejected.Add({{"reason", reason}}).Increment();
+      }
+      socket.close(ec);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto connection = std::make_shared<Connection>(std::move(socket));
+    connection->peer = remote.address();
+    connection->peer_port = remote.port();
+    connection->peer_key = remote.address().to_string();
+    {
+      const std::lock_guard lock(mu_);
+      connections_.insert(connection);
+    }
+    if (metrics_ != nullptr) {
+      metrics_->connections_active.Increment();
+    }
+    asio::co_spawn(connection->stream.get_executor(), session(connection), asio::detached);
+  }
+}
+
+Task<void> Server::session(std::shared_ptr<Connection> connection) {
+  auto& stream = connection->stream;
+  beast::flat_buffer buffer(limits_.max_header_bytes + limits_.max_body_bytes + 4096);
+  error_code ec;
+  for (;;) {
+    {
+      const std::lock_guard lock(mu_);
+      connection->busy = false;
+      if (draining_) {
+        break;
+      }
+    }
+    // Idle: wait (up to the idle timeout) for the first bytes of the next request.
+    if (buffer.size() == 0) {
+      stream.expires_after(limits_.idle_timeout);
+      const std::size_t n = co_await stream.async_read_some(
+          buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        break;
+      }
+      buffer.commit(n);
+    }
+    {
+      const std::lock_guard lock(mu_);
+      connection->busy = true;
+    }
+    // The rest of the request must arrive within the header timeout (slow clients lose). The
+    // whole head is buffered first so that its raw bytes can be checked: Beast would silently
+    // unfold obs-fold lines, which a strict peer (IMDS) might read differently.
+    stream.expires_after(limits_.header_timeout);
+    std::optional<std::pair<bhttp::status, std::string_view>> refusal;
+    for (;;) {
+      const auto data = buffer.data();
+      const std::string_view bytes(static_cast<const char*>(data.data()), data.size());
+      const std::size_t end = bytes.find("\r\n\r\n");
+      if (end != std::string_view::npos && end + 4 <= limits_.max_header_bytes) {
+        refusal = checkRawHead(bytes.substr(0, end + 4));
+        break;
+      }
+      if (bytes.size() >= limits_.max_header_bytes) {
+        refusal =
+            std::pair{bhttp::status::request_header_fields_too_large, "Request header too large"};
+        break;
+      }
+      const std::size_t n = co_await stream.async_read_some(
+          buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        break;
+      }
+      buffer.commit(n);
+    }
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+    parser.body_limit(limits_.max_body_bytes);
+    if (!ec && !refusal) {
+      co_await bhttp::async_read_header(stream, buffer, parser,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) {
+        refusal = checkHead(parser.get());
+      }
+      if (!ec && !refusal) {
+        co_await bhttp::async_read(stream, buffer, parser,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+      }
+    }
+    if (ec && !refusal) {
+      refusal = statusForReadError(ec);
+    }
+    if (ec || refusal) {
+      if (refusal) {
+        Response res = errorResponse(refusal->first, refusal->second, 11);
+        stream.expires_after(limits_.write_timeout);
+        co_await bhttp::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+      }
+      break;
+    }
+    Request request = parser.release();
+    RequestContext context{connection->peer, connection->peer_port,
+                           std::chrono::steady_clock::now(),
+                           std::make_shared<CancellationSignal>()};
+    // While the handler runs (it may wait for identity data), notice the client leaving. Not
+    // when further pipelined bytes are buffered: those are the next request, not a close.
+    const bool watch = buffer.size() == 0;
+    stream.expires_never();
+    Response response = co_await runHandler(connection, request, context, watch);
+    bool draining = false;
+    {
+      const std::lock_guard lock(mu_);
+      draining = draining_;
+    }
+    const bool keep_alive = response.keep_alive() && request.keep_alive() && !draining &&
+                            !context.client_gone->cancelled();
+    response.keep_alive(keep_alive);
+    response.prepare_payload();
+    stream.expires_after(limits_.write_timeout);
+    co_await bhttp::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || !keep_alive) {
+      break;
+    }
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.socket().close(ec);
+  release(connection);
+}
+
+Task<Response> Server::runHandler(const std::shared_ptr<Connection>& connection, Request& request,
+                                  const RequestContext& context, bool watch) {
+  auto executor = co_await asio::this_coro::executor;
+  struct State {
+    explicit State(const asio::any_io_executor& ex)
+        : done(ex, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer done;
+    std::optional<Response> response;
+    bool failed = false;
+  };
+  auto state = std::make_shared<State>(executor);
+  asio::co_spawn(
+      executor,
+      [this, &request, &context, state]() -> Task<void> {
+        state->response.emplace(co_await handler_.handle(request, context));
+      },
+      [state](const std::exception_ptr& e) {
+        state->failed = e != nullptr;
+        state->done.cancel();
+      });
+  auto& socket = connection->stream.socket();
+  if (watch) {
+    socket.async_wait(tcp::socket::wait_read,
+                      [fd = socket.native_handle(), gone = context.client_gone](error_code ec) {
+                        if (!ec && peerClosed(fd)) {
+                          gone->cancel();
+                        }
+                      });
+  }
+  error_code ec;
+  co_await state->done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  if (watch) {
+    socket.cancel(ec);  // ends the readiness wait; its handler then sees operation_aborted
+  }
+  if (state->failed || !state->response) {
+    spdlog::error("{}: handler failed for {} {}", name_, std::string(request.method_string()),
+                  std::string(request.target().substr(0, 200)));
+    co_return errorResponse(bhttp::status::internal_server_error, "Internal error",
+                            request.version());
+  }
+  co_return std::move(*state->response);
+}
+
+Task<void> Server::drain(std::chrono::milliseconds grace) {
+  std::vector<std::shared_ptr<Connection>> idle;
+  {
+    const std::lock_guard lock(mu_);
+    draining_ = true;
+    for (const auto& c : connections_) {
+      if (!c->busy) {
+        idle.push_back(c);
+      }
+    }
+  }
+  if (acceptor_) {
+    asio::post(acceptor_->get_executor(), [this] {
+      error_code ec;
+      acceptor_->close(ec);
+    });
+  }
+  for (const auto& c : idle) {
+    asio::post(c->stream.get_executor(), [c] { c->stream.cancel(); });
+  }
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  error_code ec;
+  while (connectionCount() > 0 && std::chrono::steady_clock::now() < deadline) {
+    timer.expires_after(std::chrono::milliseconds(20));
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  std::vector<std::shared_ptr<Connection>> left;
+  {
+    const std::lock_guard lock(mu_);
+    left.assign(connections_.begin(), connections_.end());
+  }
+  for (const auto& c : left) {
+    asio::post(c->stream.get_executor(), [c] {
+      error_code ignored;
+      c->stream.socket().close(ignored);
+    });
+  }
+  const auto hard_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (connectionCount() > 0 && std::chrono::steady_clock::now() < hard_deadline) {
+    timer.expires_after(std::chrono::milliseconds(10));
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+}  // namespace nmi::http

@@ -1,0 +1,106 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include "common/cancellation.h"
+#include "common/clock.h"
+#include "common/result.h"
+#include "common/task.h"
+
+namespace nmi::metrics {
+class NmiMetrics;
+}
+
+namespace nmi::http {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+using Response = boost::beast::http::response<boost::beast::http::string_body>;
+
+struct RequestContext {
+  boost::asio::ip::address peer;
+  std::uint16_t peer_port = 0;
+  MonotonicTime received_at;
+  // Fires when the client closes its connection while the handler runs (so a request waiting
+  // for identity data stops waiting). Never null.
+  CancellationSignalPtr client_gone;
+};
+
+// Answers one request. Runs on the connection's strand; may suspend for a long time (a request
+// may wait for its identity); must not block the thread.
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  virtual Task<Response> handle(Request& request, const RequestContext& context) = 0;
+};
+
+struct ServerLimits {
+  std::size_t max_header_bytes = 8 * 1024;  // request line + header fields
+  std::size_t max_body_bytes = 64 * 1024;
+  std::chrono::milliseconds header_timeout{10'000};  // first byte to end of request
+  std::chrono::milliseconds idle_timeout{60'000};    // between requests on a keep-alive connection
+  std::chrono::milliseconds write_timeout{10'000};
+  int max_connections = 4096;
+  int max_connections_per_peer = 128;
+};
+
+// An HTTP/1.1 server on Boost.Beast: one coroutine per connection on its own strand, keep-alive,
+// the limits above, SO_REUSEPORT (a second nmi can bind the same port during an upgrade), and a
+// graceful drain. Thread-safe: the io_context may be run by several threads.
+class Server {
+ public:
+  Server(boost::asio::io_context& io, std::string name, Handler& handler, ServerLimits limits,
+         metrics::NmiMetrics* metrics);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens (port 0 = any free port). Errors: Unavailable (address in use, ...).
+  Result<void> listen(const std::string& address, std::uint16_t port);
+  // The bound endpoint (after listen).
+  boost::asio::ip::tcp::endpoint localEndpoint() const;
+  // Starts accepting.
+  void start();
+  // Stops accepting, closes idle connections, lets requests in flight finish (their responses
+  // carry Connection: close), and after `grace` closes whatever is left. Completes when every
+  // connection is gone.
+  Task<void> drain(std::chrono::milliseconds grace);
+
+  std::size_t connectionCount() const;
+
+ private:
+  struct Connection;
+  Task<void> acceptLoop();
+  Task<void> session(std::shared_ptr<Connection> connection);
+  Task<Response> runHandler(const std::shared_ptr<Connection>& connection, Request& request,
+                            const RequestContext& context, bool watch);
+  // Counts the connection in, or returns why it is refused.
+  const char* admit(const boost::asio::ip::address& peer);
+  void release(const std::shared_ptr<Connection>& connection);
+
+  boost::asio::io_context& io_;
+  const std::string name_;
+  Handler& handler_;
+  const ServerLimits limits_;
+  metrics::NmiMetrics* const metrics_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+
+  mutable std::mutex mu_;
+  bool draining_ = false;
+  std::unordered_set<std::shared_ptr<Connection>> connections_;
+  std::unordered_map<std::string, int> per_peer_;
+};
+
+}  // namespace nmi::http

@@ -1,0 +1,75 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "common/clock.h"
+#include "http/client.h"
+#include "http/request_target.h"
+#include "http/route.h"
+#include "http/server.h"
+#include "identity/options.h"
+#include "identity/resolver.h"
+#include "identity/source.h"
+#include "imds/audit.h"
+#include "imds/responses.h"
+#include "token/caching_token_provider.h"
+
+namespace nmi::metrics {
+class NmiMetrics;
+}
+
+namespace nmi::imds {
+
+struct HandlerOptions {
+  bool metadata_header_required = true;
+  bool block_instance_metadata = false;
+  bool disable_host_token = false;
+  bool set_retry_after_header = false;
+  identity::Mode mode = identity::Mode::Standard;
+  bool force_namespaced = false;
+  identity::WaitBudgetConfig wait;
+  // How long a request from an address no known pod holds waits for one (and for the first sync).
+  std::chrono::milliseconds pod_wait{2'000};
+  // The real IMDS, for proxied paths (host:port).
+  std::string metadata_endpoint = "169.254.169.254:80";
+  std::chrono::milliseconds proxy_timeout{10'000};
+};
+
+// nmi's IMDS face: routes every request (after one canonicalisation) to the token endpoint, the
+// host token endpoint, a refusal, or the proxy to the real IMDS. Runs on connection strands;
+// waits are event-driven (IdentitySource::changes()) and end when the client leaves.
+class ImdsHandler final : public http::Handler {
+ public:
+  ImdsHandler(HandlerOptions options, identity::IdentitySource& source,
+              token::CachingTokenProvider& tokens, http::HttpClient& proxy_client,
+              const Clock& clock, metrics::NmiMetrics& metrics, AuditLog& audit);
+
+  Task<http::Response> handle(http::Request& request, const http::RequestContext& context) override;
+
+ private:
+  struct Outcome;
+  Task<http::Response> token(const http::Request& request, const http::CanonicalTarget& target,
+                             const http::RequestContext& context, Outcome& outcome);
+  Task<http::Response> hostToken(const http::Request& request, const http::CanonicalTarget& target,
+                                 const http::RequestContext& context, Outcome& outcome);
+  Task<http::Response> proxy(const http::Request& request, const http::CanonicalTarget& target,
+                             const http::RequestContext& context);
+  // Waits for the decision about `pod`'s identity (re-evaluating on every change) and gets the
+  // token. Shared by both token endpoints.
+  Task<http::Response> decideAndFetch(const http::Request& request, const identity::PodInfo& pod,
+                                      const identity::IdentityRequest& wanted,
+                                      const std::string& resource, bool host_endpoint,
+                                      const http::RequestContext& context, Outcome& outcome);
+
+  const HandlerOptions options_;
+  identity::IdentitySource& source_;
+  token::CachingTokenProvider& tokens_;
+  http::HttpClient& proxy_client_;
+  const Clock& clock_;
+  metrics::NmiMetrics& metrics_;
+  AuditLog& audit_;
+};
+
+}  // namespace nmi::imds

@@ -1,0 +1,76 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "common/cancellation.h"
+#include "common/result.h"
+#include "common/task.h"
+
+namespace nmi::token {
+
+// A counting semaphore for coroutines: acquire() suspends (never blocks a thread) until a permit
+// is free. Waiters are served first come, first served; a waiter whose timeout passes or whose
+// CancellationSignal fires leaves the queue. Thread-safe. Waiters must run on a strand (or a
+// single-threaded executor): wake-ups are posted to it. The semaphore must outlive its permits
+// and waiters.
+class AsyncSemaphore {
+ public:
+  explicit AsyncSemaphore(std::size_t permits) : available_(permits) {}
+  AsyncSemaphore(const AsyncSemaphore&) = delete;
+  AsyncSemaphore& operator=(const AsyncSemaphore&) = delete;
+
+  // A held permit; released (handed to the first waiter) when destroyed.
+  class Permit {
+   public:
+    Permit() = default;
+    explicit Permit(AsyncSemaphore* owner) : owner_(owner) {}
+    Permit(Permit&& other) noexcept : owner_(std::exchange(other.owner_, nullptr)) {}
+    Permit& operator=(Permit&& other) noexcept {
+      if (this != &other) {
+        reset();
+        owner_ = std::exchange(other.owner_, nullptr);
+      }
+      return *this;
+    }
+    Permit(const Permit&) = delete;
+    Permit& operator=(const Permit&) = delete;
+    ~Permit() { reset(); }
+
+    void reset() {
+      if (owner_ != nullptr) {
+        std::exchange(owner_, nullptr)->release();
+      }
+    }
+
+   private:
+    AsyncSemaphore* owner_ = nullptr;
+  };
+
+  // Waits for a permit. Errors: Timeout (`timeout` passed first), Cancelled (`cancel`, which may
+  // be null, fired first).
+  Task<Result<Permit>> acquire(std::chrono::milliseconds timeout, CancellationSignal* cancel);
+
+  std::size_t available() const;
+  std::size_t waiting() const;
+
+ private:
+  struct Waiter {
+    std::shared_ptr<boost::asio::steady_timer> timer;
+    bool granted = false;
+  };
+
+  void release();
+
+  mutable std::mutex mu_;
+  std::size_t available_;
+  std::deque<std::shared_ptr<Waiter>> waiters_;
+};
+
+}  // namespace nmi::token

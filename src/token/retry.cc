@@ -1,0 +1,163 @@
+#include "token/retry.h"
+
+#include <algorithm>
+#include <cctype>
+#include <random>
+#include <string>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "token/log.h"
+#include "token/oauth_response.h"
+
+namespace nmi::token {
+
+namespace asio = boost::asio;
+
+namespace {
+
+double jitter01() {
+  thread_local std::mt19937_64 engine{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(engine);
+}
+
+std::chrono::milliseconds remainingBudget(const UpstreamCall& call, MonotonicTime start) {
+  const auto spent =
+      std::chrono::duration_cast<std::chrono::milliseconds>(call.clock.monotonicNow() - start);
+  return call.policy.budget - spent;
+}
+
+double secondsSince(const Clock& clock, MonotonicTime start) {
+  return std::chrono::duration<double>(clock.monotonicNow() - start).count();
+}
+
+std::string statusMessage(std::string_view upstream, const http::ClientResponse& response) {
+  std::string message = std::string(upstream) + " answered " + std::to_string(response.status);
+  const std::string detail = describeOAuthError(response.body);
+  if (!detail.empty()) {
+    message += ": ";
+    message += detail;
+  }
+  return message;
+}
+
+Error cancelled(std::string_view upstream) {
+  return makeError(ErrorCode::Cancelled, std::string(upstream) + " request cancelled");
+}
+
+}  // namespace
+
+Task<bool> AsioSleeper::sleepFor(std::chrono::milliseconds delay, CancellationSignal* cancel) {
+  auto executor = co_await asio::this_coro::executor;
+  auto timer = std::make_shared<asio::steady_timer>(executor, delay);
+  const std::size_t cancel_id = cancel != nullptr ? cancel->add([timer] {
+    asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+  })
+                                                  : 0;
+  boost::system::error_code ec;
+  co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  if (cancel != nullptr) {
+    cancel->remove(cancel_id);
+  }
+  co_return cancel == nullptr || !cancel->cancelled();
+}
+
+Sleeper& defaultSleeper() {
+  static AsioSleeper sleeper;
+  return sleeper;
+}
+
+std::optional<std::string_view> headerValue(const http::Headers& headers, std::string_view name) {
+  for (const auto& [key, value] : headers) {
+    if (std::equal(key.begin(), key.end(), name.begin(), name.end(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) ==
+                 std::tolower(static_cast<unsigned char>(b));
+        })) {
+      return std::string_view{value};
+    }
+  }
+  return std::nullopt;
+}
+
+Task<Result<http::ClientResponse>> sendWithRetry(http::HttpClient& client,
+                                                 http::ClientRequest request,
+                                                 const UpstreamCall& call,
+                                                 CancellationSignal* cancel) {
+  const MonotonicTime start = call.clock.monotonicNow();
+  std::string last_failure = "no attempt made";
+  for (int attempt = 0;; ++attempt) {
+    if (cancel != nullptr && cancel->cancelled()) {
+      co_return cancelled(call.upstream);
+    }
+    auto remaining = remainingBudget(call, start);
+    if (remaining <= std::chrono::milliseconds{0}) {
+      break;
+    }
+    AsyncSemaphore::Permit permit;
+    if (call.limiter != nullptr) {
+      auto acquired = co_await call.limiter->acquire(remaining, cancel);
+      if (!acquired) {
+        if (acquired.error().code == ErrorCode::Cancelled) {
+          co_return cancelled(call.upstream);
+        }
+        last_failure = "all upstream slots busy";
+        break;
+      }
+      permit = std::move(acquired).value();
+      remaining = remainingBudget(call, start);
+      if (remaining <= std::chrono::milliseconds{0}) {
+        break;
+      }
+    }
+    request.timeout = attemptTimeout(remaining, call.policy);
+    const MonotonicTime attempt_start = call.clock.monotonicNow();
+    auto result = co_await client.send(request, cancel);
+    permit.reset();
+    call.metrics.observeUpstream(call.upstream, secondsSince(call.clock, attempt_start));
+
+    std::optional<std::chrono::seconds> retry_after;
+    if (result) {
+      const http::ClientResponse& response = *result;
+      call.metrics.countUpstream(call.upstream, static_cast<int>(response.status));
+      if (response.status >= 200 && response.status < 300) {
+        co_return std::move(result).value();
+      }
+      last_failure = statusMessage(call.upstream, response);
+      if (!isRetryableStatus(response.status)) {
+        co_return makeError(ErrorCode::Upstream, last_failure);
+      }
+      if (const auto header = headerValue(response.headers, "Retry-After")) {
+        retry_after = parseRetryAfter(*header, call.clock.systemNow());
+      }
+    } else {
+      call.metrics.countUpstream(call.upstream, 0);
+      const Error& error = result.error();
+      if (error.code == ErrorCode::Cancelled || (cancel != nullptr && cancel->cancelled())) {
+        co_return cancelled(call.upstream);
+      }
+      if (!isRetryableError(error.code)) {
+        co_return makeError(error.code, std::string(call.upstream) + ": " + error.message);
+      }
+      last_failure = std::string(call.upstream) + ": " + error.message;
+    }
+    const auto delay =
+        nextDelay(attempt, retry_after, remainingBudget(call, start), jitter01(), call.policy);
+    if (!delay) {
+      break;
+    }
+    logger()->debug("upstream={} attempt={} failure=\"{}\" retry_in_ms={}", call.upstream,
+                    attempt + 1, last_failure, delay->count());
+    if (!co_await call.sleeper.sleepFor(*delay, cancel)) {
+      co_return cancelled(call.upstream);
+    }
+  }
+  co_return makeError(ErrorCode::Timeout, std::string(call.upstream) + " retry budget of " +
+                                              std::to_string(call.policy.budget.count()) +
+                                              " ms spent; last: " + last_failure);
+}
+
+}  // namespace nmi::token

@@ -1,0 +1,62 @@
+#pragma once
+
+#include <chrono>
+#include <string_view>
+
+#include "common/cancellation.h"
+#include "common/clock.h"
+#include "common/result.h"
+#include "common/task.h"
+#include "http/client.h"
+#include "metrics/nmi_metrics.h"
+#include "token/async_semaphore.h"
+#include "token/retry_policy.h"
+
+namespace nmi::token {
+
+// Waits between attempts (a seam: tests use a fake that advances a FakeClock at once).
+class Sleeper {
+ public:
+  virtual ~Sleeper() = default;
+  // Waits `delay`. Returns false when `cancel` (may be null) fired first.
+  virtual Task<bool> sleepFor(std::chrono::milliseconds delay, CancellationSignal* cancel) = 0;
+};
+
+// A steady_timer on the calling coroutine's executor, cancelled through the CancellationSignal
+// (the cancel is posted to the timer's executor). Callers must run on a strand. Thread-safe.
+class AsioSleeper final : public Sleeper {
+ public:
+  Task<bool> sleepFor(std::chrono::milliseconds delay, CancellationSignal* cancel) override;
+};
+
+// The process-wide AsioSleeper (stateless).
+Sleeper& defaultSleeper();
+
+// Case-insensitive header lookup (first match); local to token/ so the module needs only the
+// http/client.h header.
+std::optional<std::string_view> headerValue(const http::Headers& headers, std::string_view name);
+
+// What one upstream exchange needs besides the request.
+struct UpstreamCall {
+  std::string_view upstream;  // "imds" or "aad": metrics label and message prefix
+  const RetryPolicy& policy;
+  const Clock& clock;
+  Sleeper& sleeper;
+  metrics::NmiMetrics& metrics;
+  AsyncSemaphore* limiter = nullptr;  // held during each attempt when set
+};
+
+// Sends `request` until it gets a 2xx answer, a definite refusal or the budget is spent.
+// Retries transport errors (isRetryableError) and retryable statuses (isRetryableStatus), waiting
+// nextDelay() between attempts (Retry-After honoured); each attempt's timeout is
+// attemptTimeout(remaining). Counts every attempt in nmi_upstream_requests_total and
+// nmi_upstream_request_duration_seconds.
+// Returns the 2xx response. Errors: Upstream (a non-retryable status: "<upstream> answered 400:
+// invalid_request: Identity not found"), Timeout (budget spent; the message names the last
+// failure), Cancelled, InvalidArgument (the client refused the request).
+Task<Result<http::ClientResponse>> sendWithRetry(http::HttpClient& client,
+                                                 http::ClientRequest request,
+                                                 const UpstreamCall& call,
+                                                 CancellationSignal* cancel);
+
+}  // namespace nmi::token

@@ -1,0 +1,30 @@
+#include "token/types.h"
+
+#include <functional>
+#include <string_view>
+
+namespace nmi::token {
+
+namespace {
+
+void combine(std::size_t& seed, std::size_t value) {
+  // boost::hash_combine's mixing step.
+  seed ^= value + 0x9e3779b97f4a7c15ULL + (seed << 6U) + (seed >> 2U);
+}
+
+}  // namespace
+
+std::size_t TokenRequestHash::operator()(const TokenRequest& r) const {
+  const std::hash<std::string_view> h;
+  std::size_t seed = static_cast<std::size_t>(r.kind) * 31U + static_cast<std::size_t>(r.selector);
+  for (const std::string_view part :
+       {std::string_view{r.resource}, std::string_view{r.selector_value},
+        std::string_view{r.client_id}, std::string_view{r.tenant_id},
+        std::string_view{r.ad_endpoint}, std::string_view{r.credential.ns},
+        std::string_view{r.credential.name}}) {
+    combine(seed, h(part));
+  }
+  return seed;
+}
+
+}  // namespace nmi::token
