@@ -10,7 +10,7 @@ COMMON_CMAKE := -DPython3_EXECUTABLE=$(PYTHON)
 CTEST_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup kube configure build asan test test-release test-asan demo clean
+.PHONY: all setup kube configure build asan test test-release test-asan demo check tidy tsan coverage fuzz bench clean
 
 all: build
 
@@ -46,9 +46,51 @@ test-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_DIR) --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
 
+# Heavier checks, not part of `make test`: clang-tidy, ThreadSanitizer, coverage.
+check: tidy tsan coverage
+
+TIDY_DIR ?= build-tidy
+tidy: setup
+	cmake -S . -B $(TIDY_DIR) -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DNMI_KUBE_TESTS=OFF \
+	  -DNMI_TOOL_TESTS=OFF $(COMMON_CMAKE) >/dev/null
+	scripts/run-tidy $(TIDY_DIR)
+
+TSAN_DIR ?= build-tsan
+tsan: setup
+	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+	  -DNMI_SANITIZE=thread -DNMI_KUBE_TESTS=OFF -DNMI_TOOL_TESTS=OFF $(COMMON_CMAKE)
+	cmake --build $(TSAN_DIR) -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --test-dir $(TSAN_DIR) --output-on-failure -j $(JOBS) -L 'unit|integration'
+
+COV_DIR ?= build-cov
+coverage: setup
+	cmake -S . -B $(COV_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=g++ \
+	  -DNMI_COVERAGE=ON -DNMI_KUBE_TESTS=OFF -DNMI_TOOL_TESTS=OFF $(COMMON_CMAKE)
+	cmake --build $(COV_DIR) -j $(JOBS)
+	ctest --test-dir $(COV_DIR) --output-on-failure -j $(JOBS) -L 'unit|integration'
+	gcovr -r . --object-directory $(COV_DIR) --filter 'src/' --exclude '.*_test\.cc' \
+	  --txt $(COV_DIR)/coverage.txt --print-summary
+	@echo "per-file coverage: $(COV_DIR)/coverage.txt"
+
+# libFuzzer on the request-target canonicaliser (clang). FUZZ_SECONDS per run.
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+	  -DNMI_FUZZ=ON -DNMI_KUBE_TESTS=OFF -DNMI_TOOL_TESTS=OFF $(COMMON_CMAKE)
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target request_target_fuzz
+	mkdir -p $(FUZZ_DIR)/corpus
+	$(FUZZ_DIR)/bin/request_target_fuzz -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/request_target.dict \
+	  $(FUZZ_DIR)/corpus fuzz/corpus
+
+# Benchmarks (docs/benchmarks.md).
+bench: build
+	bench/loopback.sh $(BUILD_DIR)
+
 # The emulators and nmi on loopback; a pod fetches its token (KEEP=1 keeps them running).
 demo: build
 	BUILD_DIR=$(BUILD_DIR) scripts/demo
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TIDY_DIR) $(TSAN_DIR) $(COV_DIR) $(FUZZ_DIR)

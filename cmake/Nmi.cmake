@@ -32,6 +32,12 @@ endif()
 add_compile_definitions(BOOST_ASIO_HAS_CO_AWAIT=1 BOOST_ASIO_HAS_STD_COROUTINE=1
                         BOOST_ASIO_NO_DEPRECATED=1 BOOST_BEAST_USE_STD_STRING_VIEW=1)
 
+option(NMI_COVERAGE "Instrument for gcov/gcovr line coverage" OFF)
+if(NMI_COVERAGE)
+  add_compile_options(--coverage -O0)
+  add_link_options(--coverage)
+endif()
+
 find_program(CCACHE_PROGRAM ccache)
 if(CCACHE_PROGRAM)
   set(CMAKE_CXX_COMPILER_LAUNCHER "${CCACHE_PROGRAM}")
