@@ -89,9 +89,12 @@ http {
 }
 CONF
 mkdir -p "$work/nginx/tmp"
+chmod 755 "$work"   # nginx's worker runs as www-data
 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$nginx_port/metadata/identity/oauth2/token" >/dev/null 2>&1 && break; sleep 0.05; done
+cmp -s <(curl -s "http://127.0.0.1:$nginx_port/metadata/identity/oauth2/token") "$work/token.json" ||
+  { echo "bench: nginx does not serve the token body" >&2; exit 1; }
 
 run() {  # run NAME URL HEADER... -> "rps p50 p99"
   local url=$1; shift
@@ -101,7 +104,7 @@ run() {  # run NAME URL HEADER... -> "rps p50 p99"
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  non2xx=$(awk '/Non-2xx/ {print $4}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   echo "$rps $p50 $p99 ${non2xx:-0}"
 }
 

@@ -41,7 +41,10 @@ struct Server::Connection {
   asio::ip::address peer;
   std::uint16_t peer_port = 0;
   std::string peer_key;
-  bool busy = false;  // guarded by Server::mu_
+  // Between two requests of a keep-alive connection (a response was sent; the next request has
+  // not started). A drain closes such connections at once; a new connection keeps its grace
+  // period to send its first request. Guarded by Server::mu_.
+  bool idle = false;
 };
 
 namespace {
@@ -141,6 +144,46 @@ bool peerClosed(int fd) {
   return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
+// The ClientWatch of one request: a readiness wait on the connection's socket, started on the
+// first arm(); a readable socket whose peek says EOF (or an error) means the client went away.
+// Lives in the session coroutine's frame; runs on the connection's strand.
+class SocketWatch final : public ClientWatch {
+ public:
+  SocketWatch(tcp::socket& socket, bool allowed)
+      : socket_(socket), allowed_(allowed), signal_(std::make_shared<CancellationSignal>()) {}
+  SocketWatch(const SocketWatch&) = delete;
+  SocketWatch& operator=(const SocketWatch&) = delete;
+  ~SocketWatch() override { disarm(); }
+
+  CancellationSignal* arm() override {
+    if (allowed_ && !armed_) {
+      armed_ = true;
+      socket_.async_wait(tcp::socket::wait_read,
+                         [fd = socket_.native_handle(), gone = signal_](error_code ec) {
+                           if (!ec && peerClosed(fd)) {
+                             gone->cancel();
+                           }
+                         });
+    }
+    return signal_.get();
+  }
+  // Ends the readiness wait (its handler then sees operation_aborted).
+  void disarm() {
+    if (armed_) {
+      armed_ = false;
+      error_code ec;
+      socket_.cancel(ec);
+    }
+  }
+  bool fired() const { return signal_->cancelled(); }
+
+ private:
+  tcp::socket& socket_;
+  const bool allowed_;
+  bool armed_ = false;
+  std::shared_ptr<CancellationSignal> signal_;
+};
+
 }  // namespace
 
 Server::Server(asio::io_context& io, std::string name, Handler& handler, ServerLimits limits,
@@ -194,9 +237,6 @@ std::size_t Server::connectionCount() const {
 
 const char* Server::admit(const asio::ip::address& peer) {
   const std::lock_guard lock(mu_);
-  if (draining_) {
-    return "draining";
-  }
   if (static_cast<int>(connections_.size()) >= limits_.max_connections) {
     return "max_connections";
   }
@@ -237,42 +277,65 @@ Task<void> Server::acceptLoop() {
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    const auto remote = socket.remote_endpoint(ec);
-    if (ec) {
-      continue;
-    }
-    if (const char* reason = admit(remote.address()); reason != nullptr) {
-      if (metrics_ != nullptr) {
-        metrics_->connections_rejected.Add({{"reason", reason}}).Increment();
-      }
-      socket.close(ec);
-      continue;
-    }
-    socket.set_option(tcp::no_delay(true), ec);
-    auto connection = std::make_shared<Connection>(std::move(socket));
-    connection->peer = remote.address();
-    connection->peer_port = remote.port();
-    connection->peer_key = remote.address().to_string();
-    {
-      const std::lock_guard lock(mu_);
-      connections_.insert(connection);
-    }
-    if (metrics_ != nullptr) {
-      metrics_->connections_active.Increment();
-    }
-    asio::co_spawn(connection->stream.get_executor(), session(connection), asio::detached);
+    startSession(std::move(socket));
   }
+}
+
+void Server::startSession(tcp::socket socket) {
+  error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  if (ec) {
+    return;
+  }
+  if (const char* reason = admit(remote.address()); reason != nullptr) {
+    if (metrics_ != nullptr) {
+      metrics_->connections_rejected.Add({{"reason", reason}}).Increment();
+    }
+    socket.close(ec);
+    return;
+  }
+  socket.set_option(tcp::no_delay(true), ec);
+  auto connection = std::make_shared<Connection>(std::move(socket));
+  connection->peer = remote.address();
+  connection->peer_port = remote.port();
+  connection->peer_key = remote.address().to_string();
+  {
+    const std::lock_guard lock(mu_);
+    connections_.insert(connection);
+  }
+  if (metrics_ != nullptr) {
+    metrics_->connections_active.Increment();
+  }
+  asio::co_spawn(connection->stream.get_executor(), session(connection), asio::detached);
+}
+
+void Server::acceptPendingAndClose() {
+  // Runs on the acceptor's strand. Connections already in the kernel's accept queue would be
+  // reset by close(); with SO_REUSEPORT new ones go to the other listener (the next nmi), so
+  // take what is queued, serve it (one request each), then close.
+  error_code ec;
+  acceptor_->cancel(ec);
+  acceptor_->non_blocking(true, ec);
+  for (;;) {
+    tcp::socket socket(asio::make_strand(io_));
+    acceptor_->accept(socket, ec);
+    if (ec) {
+      break;
+    }
+    startSession(std::move(socket));
+  }
+  acceptor_->close(ec);
 }
 
 Task<void> Server::session(std::shared_ptr<Connection> connection) {
   auto& stream = connection->stream;
   beast::flat_buffer buffer(limits_.max_header_bytes + limits_.max_body_bytes + 4096);
   error_code ec;
-  for (;;) {
+  for (bool first = true;; first = false) {
     {
       const std::lock_guard lock(mu_);
-      connection->busy = false;
-      if (draining_) {
+      connection->idle = !first;
+      if (draining_ && !first) {
         break;
       }
     }
@@ -288,7 +351,7 @@ Task<void> Server::session(std::shared_ptr<Connection> connection) {
     }
     {
       const std::lock_guard lock(mu_);
-      connection->busy = true;
+      connection->idle = false;
     }
     // The rest of the request must arrive within the header timeout (slow clients lose). The
     // whole head is buffered first so that its raw bytes can be checked: Beast would silently
@@ -318,13 +381,19 @@ Task<void> Server::session(std::shared_ptr<Connection> connection) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
     parser.body_limit(limits_.max_body_bytes);
+    parser.eager(true);
     if (!ec && !refusal) {
-      co_await bhttp::async_read_header(stream, buffer, parser,
-                                        asio::redirect_error(asio::use_awaitable, ec));
-      if (!ec) {
+      // The head is buffered: parse it (and whatever body arrived) without another round trip
+      // through the executor; read the rest of a body only when there is one.
+      const std::size_t used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec == bhttp::error::need_more) {
+        ec = {};
+      }
+      if (!ec && parser.is_header_done()) {
         refusal = checkHead(parser.get());
       }
-      if (!ec && !refusal) {
+      if (!ec && !refusal && !parser.is_done()) {
         co_await bhttp::async_read(stream, buffer, parser,
                                    asio::redirect_error(asio::use_awaitable, ec));
       }
@@ -341,21 +410,21 @@ Task<void> Server::session(std::shared_ptr<Connection> connection) {
       break;
     }
     Request request = parser.release();
-    RequestContext context{connection->peer, connection->peer_port,
-                           std::chrono::steady_clock::now(),
-                           std::make_shared<CancellationSignal>()};
-    // While the handler runs (it may wait for identity data), notice the client leaving. Not
-    // when further pipelined bytes are buffered: those are the next request, not a close.
-    const bool watch = buffer.size() == 0;
+    // While the handler waits (for identity data, a token), notice the client leaving. Not when
+    // further pipelined bytes are buffered: those are the next request, not a close.
+    SocketWatch watch(stream.socket(), buffer.size() == 0);
+    const RequestContext context{connection->peer, connection->peer_port,
+                                 std::chrono::steady_clock::now(), &watch};
     stream.expires_never();
-    Response response = co_await runHandler(connection, request, context, watch);
+    Response response = co_await runHandler(request, context);
+    watch.disarm();
     bool draining = false;
     {
       const std::lock_guard lock(mu_);
       draining = draining_;
     }
-    const bool keep_alive = response.keep_alive() && request.keep_alive() && !draining &&
-                            !context.client_gone->cancelled();
+    const bool keep_alive =
+        response.keep_alive() && request.keep_alive() && !draining && !watch.fired();
     response.keep_alive(keep_alive);
     response.prepare_payload();
     stream.expires_after(limits_.write_timeout);
@@ -369,47 +438,19 @@ Task<void> Server::session(std::shared_ptr<Connection> connection) {
   release(connection);
 }
 
-Task<Response> Server::runHandler(const std::shared_ptr<Connection>& connection, Request& request,
-                                  const RequestContext& context, bool watch) {
-  auto executor = co_await asio::this_coro::executor;
-  struct State {
-    explicit State(const asio::any_io_executor& ex)
-        : done(ex, asio::steady_timer::time_point::max()) {}
-    asio::steady_timer done;
-    std::optional<Response> response;
-    bool failed = false;
-  };
-  auto state = std::make_shared<State>(executor);
-  asio::co_spawn(
-      executor,
-      [this, &request, &context, state]() -> Task<void> {
-        state->response.emplace(co_await handler_.handle(request, context));
-      },
-      [state](const std::exception_ptr& e) {
-        state->failed = e != nullptr;
-        state->done.cancel();
-      });
-  auto& socket = connection->stream.socket();
-  if (watch) {
-    socket.async_wait(tcp::socket::wait_read,
-                      [fd = socket.native_handle(), gone = context.client_gone](error_code ec) {
-                        if (!ec && peerClosed(fd)) {
-                          gone->cancel();
-                        }
-                      });
+Task<Response> Server::runHandler(Request& request, const RequestContext& context) {
+  std::optional<Response> response;
+  try {
+    response.emplace(co_await handler_.handle(request, context));
+  } catch (const std::exception& e) {
+    spdlog::error("{}: handler failed for {} {}: {}", name_, std::string(request.method_string()),
+                  std::string(request.target().substr(0, 200)), e.what());
   }
-  error_code ec;
-  co_await state->done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  if (watch) {
-    socket.cancel(ec);  // ends the readiness wait; its handler then sees operation_aborted
-  }
-  if (state->failed || !state->response) {
-    spdlog::error("{}: handler failed for {} {}", name_, std::string(request.method_string()),
-                  std::string(request.target().substr(0, 200)));
+  if (!response) {
     co_return errorResponse(bhttp::status::internal_server_error, "Internal error",
                             request.version());
   }
-  co_return std::move(*state->response);
+  co_return std::move(*response);
 }
 
 Task<void> Server::drain(std::chrono::milliseconds grace) {
@@ -418,16 +459,13 @@ Task<void> Server::drain(std::chrono::milliseconds grace) {
     const std::lock_guard lock(mu_);
     draining_ = true;
     for (const auto& c : connections_) {
-      if (!c->busy) {
+      if (c->idle) {
         idle.push_back(c);
       }
     }
   }
   if (acceptor_) {
-    asio::post(acceptor_->get_executor(), [this] {
-      error_code ec;
-      acceptor_->close(ec);
-    });
+    asio::post(acceptor_->get_executor(), [this] { acceptPendingAndClose(); });
   }
   for (const auto& c : idle) {
     asio::post(c->stream.get_executor(), [c] { c->stream.cancel(); });

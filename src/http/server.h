@@ -29,13 +29,24 @@ namespace nmi::http {
 using Request = boost::beast::http::request<boost::beast::http::string_body>;
 using Response = boost::beast::http::response<boost::beast::http::string_body>;
 
+// Watches a request's connection for the client closing it. Armed on demand: only requests that
+// wait (for identity data, a token, the proxy) pay for it.
+class ClientWatch {
+ public:
+  virtual ~ClientWatch() = default;
+  // Starts watching (once) and returns the signal that fires when the client goes away. Call it
+  // from the handler (on the connection's strand) before suspending.
+  virtual CancellationSignal* arm() = 0;
+};
+
 struct RequestContext {
   boost::asio::ip::address peer;
   std::uint16_t peer_port = 0;
   MonotonicTime received_at;
-  // Fires when the client closes its connection while the handler runs (so a request waiting
-  // for identity data stops waiting). Never null.
-  CancellationSignalPtr client_gone;
+  ClientWatch* watch = nullptr;  // null when nothing watches the connection (tests)
+  // The signal that fires when the client closes its connection while the handler runs (so a
+  // waiting request stops waiting); null when there is no watch.
+  CancellationSignal* clientGone() const { return watch != nullptr ? watch->arm() : nullptr; }
 };
 
 // Answers one request. Runs on the connection's strand; may suspend for a long time (a request
@@ -83,9 +94,10 @@ class Server {
  private:
   struct Connection;
   Task<void> acceptLoop();
+  void startSession(boost::asio::ip::tcp::socket socket);
+  void acceptPendingAndClose();
   Task<void> session(std::shared_ptr<Connection> connection);
-  Task<Response> runHandler(const std::shared_ptr<Connection>& connection, Request& request,
-                            const RequestContext& context, bool watch);
+  Task<Response> runHandler(Request& request, const RequestContext& context);
   // Counts the connection in, or returns why it is refused.
   const char* admit(const boost::asio::ip::address& peer);
   void release(const std::shared_ptr<Connection>& connection);

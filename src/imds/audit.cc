@@ -11,16 +11,39 @@ namespace nmi::imds {
 AuditLog::AuditLog(metrics::NmiMetrics& metrics, std::size_t capacity)
     : metrics_(metrics), capacity_(capacity == 0 ? 1 : capacity) {}
 
+namespace {
+
+// FNV-1a over the fields, each followed by a separator byte.
+std::uint64_t digest(const AuditLog::Delivery& d) {
+  std::uint64_t h = 1469598103934665603ULL;
+  const auto mix = [&h](std::string_view s) {
+    for (const char c : s) {
+      h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+    }
+    h = (h ^ 0x1FU) * 1099511628211ULL;
+  };
+  mix(d.endpoint);
+  mix(d.pod_uid);
+  mix(d.pod_ns);
+  mix(d.pod_name);
+  mix(d.identity);
+  mix(d.client_id);
+  mix(d.resource);
+  h = (h ^ static_cast<std::uint64_t>(d.expires_on)) * 1099511628211ULL;
+  return h;
+}
+
+}  // namespace
+
 bool AuditLog::record(const Delivery& d) {
   metrics_.token_deliveries.Increment();
-  std::string key = fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}", d.pod_uid, d.identity, d.client_id,
-                                d.resource, d.expires_on);
+  const std::uint64_t key = digest(d);
   {
     const std::lock_guard lock(mu_);
     if (!seen_.insert(key).second) {
       return false;
     }
-    order_.push_back(std::move(key));
+    order_.push_back(key);
     if (order_.size() > capacity_) {
       seen_.erase(order_.front());
       order_.pop_front();

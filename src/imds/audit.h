@@ -39,8 +39,9 @@ class AuditLog {
   metrics::NmiMetrics& metrics_;
   const std::size_t capacity_;
   std::mutex mu_;
-  std::unordered_set<std::string> seen_;
-  std::deque<std::string> order_;
+  // 64-bit digests of the deliveries seen (a collision costs one missed log line, never a token).
+  std::unordered_set<std::uint64_t> seen_;
+  std::deque<std::uint64_t> order_;
 };
 
 }  // namespace nmi::imds

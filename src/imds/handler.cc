@@ -6,6 +6,7 @@
 #include <utility>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/beast/http/field.hpp>
 #include <fmt/format.h>
 
@@ -305,8 +306,8 @@ Task<http::Response> ImdsHandler::token(const http::Request& request,
       }
     }
     metrics_.requests_waiting.Increment();
-    const auto waited = co_await source_.changes().waitForChange(generation, pod_deadline,
-                                                                 context.client_gone.get());
+    const auto waited =
+        co_await source_.changes().waitForChange(generation, pod_deadline, context.clientGone());
     metrics_.requests_waiting.Decrement();
     if (waited == ChangeNotifier::WaitResult::Cancelled) {
       outcome.detail = "client went away while waiting for its pod";
@@ -366,8 +367,8 @@ Task<http::Response> ImdsHandler::hostToken(const http::Request& request,
         break;
       }
     }
-    const auto waited = co_await source_.changes().waitForChange(generation, pod_deadline,
-                                                                 context.client_gone.get());
+    const auto waited =
+        co_await source_.changes().waitForChange(generation, pod_deadline, context.clientGone());
     if (waited != ChangeNotifier::WaitResult::Changed) {
       if (!source_.hasSynced()) {
         outcome.detail = "identity data not synced: " + source_.notReadyReason();
@@ -410,7 +411,7 @@ Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,
     }
     metrics_.requests_waiting.Increment();
     const auto waited =
-        co_await source_.changes().waitForChange(generation, *deadline, context.client_gone.get());
+        co_await source_.changes().waitForChange(generation, *deadline, context.clientGone());
     metrics_.requests_waiting.Decrement();
     if (waited == ChangeNotifier::WaitResult::Cancelled) {
       outcome.detail = fmt::format("pod {}/{}: client went away while waiting ({})", pod.ns,
@@ -468,22 +469,30 @@ Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,
     }
   }
   const std::string requester = pod.uid.empty() ? pod.ns + "/" + pod.name : pod.uid;
-  auto token = co_await tokens_.get(token_request, requester, context.client_gone.get());
-  if (!token) {
-    outcome.detail = fmt::format("{}; token: {}: {}", decision.reason,
-                                 errorCodeName(token.error().code), token.error().message);
-    co_return makeReply(replyForTokenError(token.error()), version);
+  // A cache hit is answered without suspending (and without watching the connection).
+  const auto executor = co_await boost::asio::this_coro::executor;
+  std::optional<Result<token::AccessToken>> token;
+  if (auto hit = tokens_.lookup(token_request, requester, executor)) {
+    token.emplace(std::move(*hit));
+  } else {
+    token.emplace(co_await tokens_.get(token_request, requester, context.clientGone()));
   }
+  if (!*token) {
+    outcome.detail = fmt::format("{}; token: {}: {}", decision.reason,
+                                 errorCodeName(token->error().code), token->error().message);
+    co_return makeReply(replyForTokenError(token->error()), version);
+  }
+  const token::AccessToken& access = token->value();
   if (client_id.empty()) {
-    client_id = token->client_id;
+    client_id = access.client_id;
   }
   const SystemTime now = clock_.systemNow();
   audit_.record(AuditLog::Delivery{host_endpoint ? "host_token" : "token", pod.ns, pod.name,
                                    pod.uid, identity_name, client_id, resource,
-                                   toUnixSeconds(token->expires_on)});
+                                   toUnixSeconds(access.expires_on)});
   co_return jsonResponse(200,
-                         host_endpoint ? hostTokenJson(*token, resource, client_id, now)
-                                       : tokenJson(*token, resource, client_id, now),
+                         host_endpoint ? hostTokenJson(access, resource, client_id, now)
+                                       : tokenJson(access, resource, client_id, now),
                          version);
 }
 
@@ -511,7 +520,7 @@ Task<http::Response> ImdsHandler::proxy(const http::Request& request,
   }
   out.body = request.body();
   const auto started = std::chrono::steady_clock::now();
-  auto result = co_await proxy_client_.send(std::move(out), context.client_gone.get());
+  auto result = co_await proxy_client_.send(std::move(out), context.clientGone());
   metrics_.observeUpstream(
       "proxy", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   if (!result) {

@@ -1,8 +1,11 @@
 #include "imds/responses.h"
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 
 #include <boost/beast/core/string.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace nmi::imds {
@@ -75,24 +78,127 @@ std::string str(std::int64_t v) {
   return std::to_string(v);
 }
 
-nlohmann::ordered_json tokenObject(const token::AccessToken& token, std::string_view resource,
-                                   std::string_view client_id, SystemTime now) {
+// Length of the valid UTF-8 sequence starting at s[i] (a byte >= 0x80), or 0 when invalid.
+std::size_t utf8Length(std::string_view s, std::size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  std::size_t n = 0;
+  std::uint32_t min = 0;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+    min = 0x80;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    min = 0x800;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) {
+    return 0;
+  }
+  std::uint32_t cp = c & (0xFFU >> (n + 1));
+  for (std::size_t k = 1; k < n; ++k) {
+    const auto cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xC0U) != 0x80U) {
+      return 0;
+    }
+    cp = (cp << 6U) | (cc & 0x3FU);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+    return 0;
+  }
+  return n;
+}
+
+// Bytes that can be copied into a JSON string as they are: printable ASCII but '"' and '\\'.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x7F; ++c) {
+    t[static_cast<std::size_t>(c)] = c != '"' && c != '\\';
+  }
+  return t;
+}();
+
+// Appends `s` as a JSON string. The common case (a JWT, a URL, a GUID: printable ASCII without
+// quotes or backslashes) is one copy; controls are escaped, valid UTF-8 kept, and invalid bytes
+// (the resource comes from the pod) become U+FFFD so that the answer is always valid JSON.
+void appendJsonString(std::string& out, std::string_view s) {
+  out.push_back('"');
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (kPlain[c]) {
+      continue;
+    }
+    if (c >= 0x80) {
+      if (const std::size_t n = utf8Length(s, i); n > 0) {
+        i += n - 1;
+        continue;
+      }
+      out.append(s.substr(start, i - start));
+      out.append("\\ufffd");
+      start = i + 1;
+      continue;
+    }
+    out.append(s.substr(start, i - start));
+    switch (c) {
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      default:
+        out.append(fmt::format("\\u{:04x}", c));
+    }
+    start = i + 1;
+  }
+  out.append(s.substr(start));
+  out.push_back('"');
+}
+
+void appendField(std::string& out, std::string_view name, std::string_view value, bool first) {
+  if (!first) {
+    out.push_back(',');
+  }
+  out.push_back('"');
+  out.append(name);
+  out.append("\":");
+  appendJsonString(out, value);
+}
+
+// The eight string fields IMDS sends, in IMDS's order.
+void appendTokenObject(std::string& out, const token::AccessToken& token, std::string_view resource,
+                       std::string_view client_id, SystemTime now) {
   const std::int64_t expires_on = toUnixSeconds(token.expires_on);
   const std::int64_t expires_in = std::max<std::int64_t>(0, expires_on - toUnixSeconds(now));
   const std::int64_t ext = token.ext_expires_in > 0 ? token.ext_expires_in : expires_in;
-  nlohmann::ordered_json j;
-  j["access_token"] = token.access_token;
-  j["client_id"] = std::string(client_id);
-  j["expires_in"] = str(expires_in);
-  j["expires_on"] = str(expires_on);
-  j["ext_expires_in"] = str(ext);
-  j["not_before"] = str(toUnixSeconds(token.not_before));
-  j["resource"] = std::string(resource);
   // IMDS says "Bearer"; ADFS answers "bearer".
-  j["token_type"] = token.token_type.empty() || boost::beast::iequals(token.token_type, "bearer")
-                        ? std::string("Bearer")
-                        : token.token_type;
-  return j;
+  const std::string_view token_type =
+      token.token_type.empty() || boost::beast::iequals(token.token_type, "bearer")
+          ? std::string_view("Bearer")
+          : std::string_view(token.token_type);
+  out.push_back('{');
+  appendField(out, "access_token", token.access_token, true);
+  appendField(out, "client_id", client_id, false);
+  appendField(out, "expires_in", str(expires_in), false);
+  appendField(out, "expires_on", str(expires_on), false);
+  appendField(out, "ext_expires_in", str(ext), false);
+  appendField(out, "not_before", str(toUnixSeconds(token.not_before)), false);
+  appendField(out, "resource", resource, false);
+  appendField(out, "token_type", token_type, false);
+  out.push_back('}');
 }
 
 std::string dump(const nlohmann::ordered_json& j) {
@@ -128,15 +234,22 @@ http::Response makeReply(Reply reply, unsigned http_version) {
 
 std::string tokenJson(const token::AccessToken& token, std::string_view resource,
                       std::string_view client_id, SystemTime now) {
-  return dump(tokenObject(token, resource, client_id, now));
+  std::string out;
+  out.reserve(token.access_token.size() + resource.size() + 256);
+  appendTokenObject(out, token, resource, client_id, now);
+  return out;
 }
 
 std::string hostTokenJson(const token::AccessToken& token, std::string_view resource,
                           std::string_view client_id, SystemTime now) {
-  nlohmann::ordered_json j;
-  j["token"] = tokenObject(token, resource, client_id, now);
-  j["clientid"] = std::string(client_id);
-  return dump(j);
+  std::string out;
+  out.reserve(token.access_token.size() + resource.size() + 300);
+  out.append("{\"token\":");
+  appendTokenObject(out, token, resource, client_id, now);
+  out.append(",\"clientid\":");
+  appendJsonString(out, client_id);
+  out.push_back('}');
+  return out;
 }
 
 }  // namespace nmi::imds

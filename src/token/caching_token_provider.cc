@@ -48,6 +48,58 @@ CachingTokenProvider::~CachingTokenProvider() {
   stop();
 }
 
+std::optional<AccessToken> CachingTokenProvider::hitLocked(const TokenRequest& request,
+                                                           std::string_view requester,
+                                                           SystemTime now, MonotonicTime mono,
+                                                           FlightPtr& refresh) {
+  const auto it = entries_.find(request);
+  if (it == entries_.end()) {
+    return std::nullopt;
+  }
+  const CacheDecision decision = decide(it->second.token, now, policy_);
+  if (decision == CacheDecision::Fetch) {
+    return std::nullopt;
+  }
+  touch(it->second, mono);
+  if (const auto r = requesters_.find(std::string(requester)); r != requesters_.end()) {
+    if (const auto k = r->second.keys.find(request); k != r->second.keys.end()) {
+      k->second = mono;
+    }
+  }
+  if (decision == CacheDecision::ServeAndRefresh && !flights_.contains(request)) {
+    refresh = std::make_shared<Flight>();
+    refresh->background = true;
+    flights_.emplace(request, refresh);
+  }
+  return it->second.token;
+}
+
+void CachingTokenProvider::countHit(const asio::any_io_executor& executor,
+                                    const TokenRequest& request, const FlightPtr& refresh) {
+  metrics_.cache_hits.Increment();
+  if (refresh) {
+    metrics_.cache_refreshes.Increment();
+    spawnFlight(executor, request, refresh);
+  }
+}
+
+std::optional<AccessToken> CachingTokenProvider::lookup(const TokenRequest& request,
+                                                        std::string_view requester,
+                                                        const asio::any_io_executor& executor) {
+  const SystemTime now = clock_.systemNow();
+  const MonotonicTime mono = clock_.monotonicNow();
+  std::optional<AccessToken> hit;
+  FlightPtr refresh;
+  {
+    const std::lock_guard lock(mu_);
+    hit = hitLocked(request, requester, now, mono, refresh);
+  }
+  if (hit) {
+    countHit(executor, request, refresh);
+  }
+  return hit;
+}
+
 Task<Result<AccessToken>> CachingTokenProvider::get(const TokenRequest& request,
                                                     std::string_view requester,
                                                     CancellationSignal* cancel) {
@@ -65,24 +117,7 @@ Task<Result<AccessToken>> CachingTokenProvider::get(const TokenRequest& request,
   bool started = false;
   {
     const std::lock_guard lock(mu_);
-    if (const auto it = entries_.find(request); it != entries_.end()) {
-      const CacheDecision decision = decide(it->second.token, now, policy_);
-      if (decision != CacheDecision::Fetch) {
-        touch(it->second, mono);
-        hit = it->second.token;
-        if (const auto r = requesters_.find(std::string(requester)); r != requesters_.end()) {
-          if (const auto k = r->second.keys.find(request); k != r->second.keys.end()) {
-            k->second = mono;
-          }
-        }
-        if (decision == CacheDecision::ServeAndRefresh && !flights_.contains(request)) {
-          flight = std::make_shared<Flight>();
-          flight->background = true;
-          flights_.emplace(request, flight);
-          started = true;
-        }
-      }
-    }
+    hit = hitLocked(request, requester, now, mono, flight);
     if (!hit) {
       const auto fit = flights_.find(request);
       const bool joining = fit != flights_.end();
@@ -103,11 +138,7 @@ Task<Result<AccessToken>> CachingTokenProvider::get(const TokenRequest& request,
     }
   }
   if (hit) {
-    metrics_.cache_hits.Increment();
-    if (started) {
-      metrics_.cache_refreshes.Increment();
-      spawnFlight(executor, request, flight);
-    }
+    countHit(executor, request, flight);
     co_return std::move(*hit);
   }
   if (rejection) {

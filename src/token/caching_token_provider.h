@@ -67,6 +67,12 @@ class CachingTokenProvider {
   Task<Result<AccessToken>> get(const TokenRequest& request, std::string_view requester,
                                 CancellationSignal* cancel);
 
+  // The hit path of get() without suspending: a token with at least min_lifetime left, or
+  // nullopt (then call get()). Starts a background refresh on `executor` inside the refresh
+  // window, as get() does.
+  std::optional<AccessToken> lookup(const TokenRequest& request, std::string_view requester,
+                                    const boost::asio::any_io_executor& executor);
+
   // Starts the sweeper (every sweep_interval) on a strand of `executor`; stop() ends it.
   void start(const boost::asio::any_io_executor& executor);
   void stop();
@@ -119,6 +125,12 @@ class CachingTokenProvider {
 
   // Under mu_.
   void touch(Entry& entry, MonotonicTime now);
+  // A servable cached token for `request` (mu_ held); sets `refresh` to a new background flight
+  // when the token is inside the refresh window and no flight runs.
+  std::optional<AccessToken> hitLocked(const TokenRequest& request, std::string_view requester,
+                                       SystemTime now, MonotonicTime mono, FlightPtr& refresh);
+  void countHit(const boost::asio::any_io_executor& executor, const TokenRequest& request,
+                const FlightPtr& refresh);
   void store(const TokenRequest& key, const AccessToken& token, MonotonicTime now);
   std::optional<std::string_view> admit(std::string_view requester, const TokenRequest& key,
                                         MonotonicTime now, bool charge_rate);

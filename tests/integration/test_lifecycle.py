@@ -1,0 +1,139 @@
+"""Process lifecycle: graceful drain on SIGTERM, and a second nmi taking over the port during an
+upgrade (SO_REUSEPORT). Pods: 127.0.8.x."""
+import os
+import subprocess
+import threading
+import time
+
+import harness
+from conftest import ua_client_id, ua_resource_id
+from harness import assert_token, assigned, azure_identity, pod
+
+FILE_INDEX = 8
+
+
+def ident(short):
+    return azure_identity("id-" + short, "default", ua_client_id(short),
+                          resource_id=ua_resource_id(short))
+
+
+def start_on_port(n, port):
+    """Starts Nmi `n` on a given proxy port (the harness picks free ports otherwise)."""
+    n.port = port
+    n.probe_port = harness.free_port(FILE_INDEX)
+    n.metrics_port = harness.free_port(FILE_INDEX)
+    env = dict(os.environ)
+    for k in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "FORCENAMESPACED", "NODE_NAME"):
+        env.pop(k, None)
+    argv = n.argv()
+    if n.netns is not None:
+        argv = n.netns.prefix() + argv
+    n._log = open(n.log_path, "ab")
+    n.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=n._log,
+                              stderr=subprocess.STDOUT, env=env)
+    n._wait_ready(10.0)
+    return n
+
+
+def test_sigterm_lets_a_waiting_request_finish(emulator, ips):
+    ip = ips.next()
+    i = ident("a")
+    p = pod("drain-pod", "default", ip)
+    created = assigned(p, i, status="Created")
+    n = harness.Nmi(emulator, [p, i, created], FILE_INDEX, ["--shutdown-grace-sec=10"])
+    with n:
+        result = {}
+
+        def ask():
+            result["r"] = n.token(ip, "https://drain.example/", timeout=20)
+
+        t = threading.Thread(target=ask)
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive(), "the request did not wait for its identity"
+        n.proc.send_signal(15)  # SIGTERM: nmi drains
+        time.sleep(0.3)
+        assert n.proc.poll() is None, "nmi exited before its request in flight finished"
+        n.write_objects([p, i, assigned(p, i, status="Assigned")])
+        t.join(15)
+        assert not t.is_alive()
+        assert_token(result["r"], "https://drain.example/", client_id=ua_client_id("a"))
+        assert n.proc.wait(15) == 0
+        assert "draining" in n.log()
+
+
+class NamedNetns:
+    """A named network namespace (ip netns) of this test, with lo up and
+    net.ipv4.tcp_migrate_req=1: when the old nmi closes its listener, the kernel hands the
+    connections still queued on it to the other listener of the SO_REUSEPORT group instead of
+    resetting them. (A per-namespace setting; the test never touches the root namespace's.)"""
+
+    def __init__(self):
+        self.name = "nmi-it-lc-%d" % os.getpid()
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.path = "/run/netns/" + self.name
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["sysctl", "-qw", "net.ipv4.tcp_migrate_req=1"]):
+            subprocess.run(self.prefix() + cmd, check=True)
+
+    def prefix(self):
+        return ["ip", "netns", "exec", self.name]
+
+    def close(self):
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+def test_second_instance_takes_over_the_port(pki):
+    ns = NamedNetns()
+    emu = None
+    old = new = None
+    try:
+        from conftest import UA_NAMES  # noqa: PLC0415
+        ua = [{"client_id": ua_client_id(n), "resource_id": ua_resource_id(n)} for n in UA_NAMES]
+        emu = harness.AzureEmulator(harness.NMI_EMULATOR, {
+            "imds": {"listen": "127.0.0.1:0", "user_assigned": ua, "max_concurrent": 0,
+                     "max_rps": 0},
+            "aad": {"listen": "127.0.0.1:0", "apps": []}}, netns=ns.name).start()
+        ip = "127.0.8.200"
+        i = ident("b")
+        p = pod("upgrade-pod", "default", ip)
+        objects = [p, i, assigned(p, i)]
+        old = harness.Nmi(emu, objects, FILE_INDEX, netns=ns).start()
+        new = harness.Nmi(emu, objects, FILE_INDEX, netns=ns)
+        start_on_port(new, old.port)
+        failures = []
+        served = [0]
+        stop = threading.Event()
+
+        def hammer():
+            while not stop.is_set():
+                try:
+                    r = old.token(ip, "https://upgrade.example/", timeout=5)
+                    if r.status != 200:
+                        failures.append(r.status)
+                    else:
+                        served[0] += 1
+                except (OSError, harness.ConnectionClosed) as e:
+                    failures.append(repr(e))
+
+        threads = [threading.Thread(target=hammer) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        old.stop()  # SIGTERM, drained, exit 0: the new instance keeps the port
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        assert served[0] > 20
+        assert failures == [], failures
+        # After the switch, only the new instance answers.
+        assert_token(new.token(ip, "https://after.example/"), "https://after.example/",
+                     client_id=ua_client_id("b"))
+    finally:
+        for n in (old, new):
+            if n is not None:
+                n.stop(check=False)
+        if emu is not None:
+            emu.stop()
+        ns.close()
