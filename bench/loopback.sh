@@ -60,7 +60,7 @@ imds=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["imds"])'
 port=$(free_port); probe=$(free_port); metrics=$(free_port)
 "$bin/nmi" --identity-file "$work/identities.json" --operation-mode=managed --forceNamespaced \
   --nmi-port "$port" --http-probe-port "$probe" --prometheus-port "$metrics" --io-threads "$nmi_threads" \
-  --imds-token-endpoint "$imds" --per-pod-miss-rate 1000 >"$work/nmi.log" 2>&1 &
+  --imds-token-endpoint "$imds" --per-pod-miss-rate 1000 --disable-interception >"$work/nmi.log" 2>&1 &
 nmi_pid=$!
 pids+=($nmi_pid)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$probe/readyz" >/dev/null 2>&1 && break; sleep 0.05; done

@@ -1,7 +1,10 @@
 #include "app/daemon.h"
 
+#include <algorithm>
 #include <csignal>
+#include <functional>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -21,6 +24,12 @@
 #include "identity/file_source.h"
 #include "imds/audit.h"
 #include "imds/handler.h"
+#include "iptables/node_checks.h"
+#include "iptables/process_command_runner.h"
+#include "iptables/reconciler.h"
+#include "kube/api_client.h"
+#include "kube/api_identity_source.h"
+#include "kube/rest_config.h"
 #include "metrics/nmi_metrics.h"
 #include "token/aad_token_provider.h"
 #include "token/caching_token_provider.h"
@@ -66,6 +75,101 @@ std::string userAgent(const config::Config& config) {
   return ua;
 }
 
+// The Kubernetes-backed identity source: --node is required, the API server comes from
+// --kubeconfig / KUBECONFIG or the in-cluster environment. The error is one line.
+Result<std::unique_ptr<kube::ApiIdentitySource>> makeApiSource(const config::Config& config,
+                                                               asio::io_context& io,
+                                                               const Clock& clock,
+                                                               metrics::NmiMetrics& metrics) {
+  if (config.identity.node_name.empty()) {
+    return makeError(ErrorCode::InvalidArgument,
+                     "no node name: give --node (or env NODE_NAME), or --identity-file; nmi "
+                     "watches only this node's pods");
+  }
+  kube::RestConfigSources sources;
+  sources.kubeconfig = config.identity.kubeconfig;
+  sources.service_host = config::processEnv("KUBERNETES_SERVICE_HOST");
+  sources.service_port = config::processEnv("KUBERNETES_SERVICE_PORT");
+  sources.service_account_dir = config.identity.service_account_dir;
+  auto rest = kube::loadRestConfig(sources);
+  if (!rest) {
+    return makeError(rest.error().code,
+                     "cannot configure the Kubernetes API client: " + rest.error().message);
+  }
+  kube::TransportOptions transport_options;
+  transport_options.user_agent = userAgent(config);
+  auto transport =
+      kube::BeastApiTransport::create(io.get_executor(), *rest, transport_options, clock);
+  if (!transport) {
+    return makeError(transport.error().code, "cannot set up the Kubernetes API client (" +
+                                                 rest->source + "): " + transport.error().message);
+  }
+  kube::ApiSourceOptions options;
+  options.node_name = config.identity.node_name;
+  options.watch_assigned_identities = config.identity.mode == config::OperationMode::Standard;
+  options.scale_features = config.identity.scale_features;
+  options.watch_silence_timeout = config.identity.watch_silence_timeout;
+  options.secret_cache_ttl = config.identity.secret_cache_ttl;
+  logger("nmi")->info("identity source: Kubernetes API at {} ({})", rest->server_text,
+                      rest->source);
+  return std::make_unique<kube::ApiIdentitySource>(io.get_executor(), std::move(*transport),
+                                                   options, clock, &metrics, logger("nmi.kube"));
+}
+
+// Why nmi installs no interception rules, or "" when it does.
+std::string interceptionOff(const config::Config& config) {
+  if (config.iptables.disable_interception) {
+    return "--disable-interception";
+  }
+  if (config.metadata.ip.rfind("127.", 0) == 0) {
+    // Pods cannot send to a loopback address: nothing to intercept (a test set-up).
+    return "--metadata-ip " + config.metadata.ip + " is a loopback address";
+  }
+  return "";
+}
+
+iptables::ReconcilerOptions reconcilerOptions(const config::Config& config) {
+  iptables::ReconcilerOptions options;
+  options.spec.metadata_ip = config.metadata.ip;
+  options.spec.metadata_port = config.metadata.port;
+  options.spec.target_ip = iptables::dnatTargetFor(config.server.listen_address);
+  options.spec.target_port = config.server.port;
+  switch (config.iptables.backend) {
+    case config::IptablesBackend::Auto:
+      options.backend = iptables::BackendChoice::Auto;
+      break;
+    case config::IptablesBackend::Nft:
+      options.backend = iptables::BackendChoice::Nft;
+      break;
+    case config::IptablesBackend::Legacy:
+      options.backend = iptables::BackendChoice::Legacy;
+      break;
+  }
+  options.lock_file = config.iptables.lock_file;
+  // The original's --ipt-update-interval-sec caps the check interval.
+  options.interval = std::min(config.iptables.check_interval, config.iptables.update_interval);
+  return options;
+}
+
+// The original refused to run on kubenet nodes; an unreadable kubelet configuration is not fatal.
+bool refusedForKubenet(const config::Config& config) {
+  if (config.iptables.allow_kubenet) {
+    return false;
+  }
+  const auto log = logger("nmi");
+  auto kubelet = iptables::readSmallFile(config.iptables.kubelet_config);
+  if (!kubelet) {
+    log->warn("cannot check whether the node uses kubenet: {} (not fatal)",
+              kubelet.error().message);
+    return false;
+  }
+  if (iptables::selectsKubenet(*kubelet)) {
+    log->error("{}", iptables::kKubenetRefusal);
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 int runDaemon(const config::Config& config) {
@@ -77,31 +181,43 @@ int runDaemon(const config::Config& config) {
             config.identity.mode == config::OperationMode::Managed ? "managed" : "standard",
             config.identity.force_namespaced, config.server.listen_address, config.server.port,
             config.identity.node_name);
+  if (refusedForKubenet(config)) {
+    return 1;
+  }
 
   const int threads = std::max(1, config.server.io_threads);
   asio::io_context io(threads);
   const SystemClock clock;
   metrics::NmiMetrics metrics;
 
-  // Identity data.
-  if (config.identity.identity_file.empty()) {
-    log->error(
-        "no identity source: give --identity-file (the Kubernetes-backed source is not "
-        "built into this version)");
-    return 1;
-  }
-  auto source = std::make_unique<identity::FileIdentitySource>(
-      asio::make_strand(io), config.identity.identity_file, config.identity.node_name,
-      logger("nmi.identity"), std::chrono::milliseconds(10));
-  if (auto loaded = source->load(); !loaded) {
-    log->error("cannot load identity file {}: {}", config.identity.identity_file,
-               loaded.error().message);
-    return 1;
-  }
-  if (auto watching = source->start(); !watching) {
-    log->error("cannot watch identity file {}: {}", config.identity.identity_file,
-               watching.error().message);
-    return 1;
+  // Identity data: a file (--identity-file), else the Kubernetes API.
+  std::unique_ptr<identity::IdentitySource> source;
+  std::function<void()> stop_source;
+  if (!config.identity.identity_file.empty()) {
+    auto file = std::make_unique<identity::FileIdentitySource>(
+        asio::make_strand(io), config.identity.identity_file, config.identity.node_name,
+        logger("nmi.identity"), std::chrono::milliseconds(10));
+    if (auto loaded = file->load(); !loaded) {
+      log->error("cannot load identity file {}: {}", config.identity.identity_file,
+                 loaded.error().message);
+      return 1;
+    }
+    if (auto watching = file->start(); !watching) {
+      log->error("cannot watch identity file {}: {}", config.identity.identity_file,
+                 watching.error().message);
+      return 1;
+    }
+    stop_source = [raw = file.get()] { raw->stop(); };
+    source = std::move(file);
+  } else {
+    auto api = makeApiSource(config, io, clock, metrics);
+    if (!api) {
+      log->error("{}", api.error().message);
+      return 1;
+    }
+    (*api)->start();
+    stop_source = [raw = api->get()] { raw->stop(); };
+    source = std::move(*api);
   }
 
   // Upstream clients: IMDS (plain HTTP on the link-local address, never through a proxy) and
@@ -165,6 +281,18 @@ int runDaemon(const config::Config& config) {
 
   health::Readiness readiness;
   readiness.add("identity", [&source] { return source->notReadyReason(); });
+
+  // Interception: nmi's iptables rules, checked and repaired on a thread of their own (iptables
+  // processes never run on an I/O thread). Never removed on exit: nmi fails closed.
+  iptables::ProcessCommandRunner ipt_runner;
+  std::unique_ptr<iptables::Reconciler> interception;
+  if (const std::string off = interceptionOff(config); !off.empty()) {
+    log->info("interception off ({}): nmi installs no iptables rules", off);
+  } else {
+    interception = std::make_unique<iptables::Reconciler>(reconcilerOptions(config), ipt_runner,
+                                                          metrics, logger("nmi.iptables"));
+    readiness.add("interception", [raw = interception.get()] { return raw->notReadyReason(); });
+  }
   health::ProbeHandler probe_handler(readiness);
   health::MetricsHandler metrics_handler(metrics, [&] {
     metrics.source_staleness.Set(static_cast<double>(source->staleness().count()));
@@ -189,6 +317,9 @@ int runDaemon(const config::Config& config) {
   server.start();
   probe_server.start();
   metrics_server.start();
+  if (interception) {
+    interception->start();
+  }
   log->info("serving nmi={} probe={} metrics={}", server.localEndpoint().port(),
             probe_server.localEndpoint().port(), metrics_server.localEndpoint().port());
 
@@ -207,7 +338,7 @@ int runDaemon(const config::Config& config) {
           co_await probe_server.drain(std::chrono::milliseconds(0));
           co_await metrics_server.drain(std::chrono::milliseconds(0));
           tokens.stop();
-          source->stop();
+          stop_source();
           log->info("drained, exiting");
           io.stop();
         },
@@ -222,6 +353,9 @@ int runDaemon(const config::Config& config) {
   io.run();
   for (auto& t : workers) {
     t.join();
+  }
+  if (interception) {
+    interception->stop();  // the rules stay
   }
   return 0;
 }

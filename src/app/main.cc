@@ -6,6 +6,43 @@
 #include "app/daemon.h"
 #include "app/logging.h"
 #include "config/config.h"
+#include "iptables/cleanup.h"
+#include "iptables/process_command_runner.h"
+
+namespace {
+
+// `nmi cleanup [flags]`: removes nmi's interception rules (for an uninstall) and exits 0, also when
+// there was nothing to remove; 1 when iptables fails.
+int runCleanup(const nmi::config::Config& config) {
+  nmi::iptables::CleanupOptions options;
+  switch (config.iptables.backend) {
+    case nmi::config::IptablesBackend::Auto:
+      options.backend = nmi::iptables::BackendChoice::Auto;
+      break;
+    case nmi::config::IptablesBackend::Nft:
+      options.backend = nmi::iptables::BackendChoice::Nft;
+      break;
+    case nmi::config::IptablesBackend::Legacy:
+      options.backend = nmi::iptables::BackendChoice::Legacy;
+      break;
+  }
+  options.lock_file = config.iptables.lock_file;
+  nmi::iptables::ProcessCommandRunner runner;
+  auto removed = nmi::iptables::removeInterception(runner, options);
+  if (!removed) {
+    std::fprintf(stderr, "nmi cleanup: %s\n", removed.error().message.c_str());
+    return 1;
+  }
+  if (removed->empty()) {
+    std::fputs("nmi cleanup: no nmi iptables rules found; nothing to remove\n", stdout);
+  }
+  for (const std::string& line : *removed) {
+    std::printf("nmi cleanup: %s\n", line.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   try {
@@ -20,6 +57,8 @@ int main(int argc, char** argv) {
       case nmi::config::ParseOutcome::Action::PrintVersion:
         std::fputs(parsed->text.c_str(), stdout);
         return 0;
+      case nmi::config::ParseOutcome::Action::Cleanup:
+        return runCleanup(parsed->config);
       case nmi::config::ParseOutcome::Action::Run:
         break;
     }

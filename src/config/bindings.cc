@@ -225,6 +225,28 @@ Binding logFormatInto(LogFormat& field) {
                  }};
 }
 
+Binding iptablesBackendInto(IptablesBackend& field) {
+  const char* shown = "auto";
+  if (field == IptablesBackend::Nft) {
+    shown = "nft";
+  } else if (field == IptablesBackend::Legacy) {
+    shown = "legacy";
+  }
+  return Binding{"backend", shown, false,
+                 [&field](const std::string& text) -> std::optional<std::string> {
+                   if (text == "auto") {
+                     field = IptablesBackend::Auto;
+                   } else if (text == "nft") {
+                     field = IptablesBackend::Nft;
+                   } else if (text == "legacy") {
+                     field = IptablesBackend::Legacy;
+                   } else {
+                     return "must be auto, nft or legacy";
+                   }
+                   return std::nullopt;
+                 }};
+}
+
 Binding ignoredBool(bool default_value) {
   return Binding{"", default_value ? "true" : "false", true,
                  [](const std::string& text) -> std::optional<std::string> {

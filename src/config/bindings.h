@@ -39,6 +39,7 @@ Binding userAgentInto(std::string& field);  // no control characters (it goes in
 Binding positiveDoubleInto(double& field);
 Binding operationModeInto(OperationMode& field);
 Binding logFormatInto(LogFormat& field);
+Binding iptablesBackendInto(IptablesBackend& field);  // auto, nft or legacy
 // Accepted for compatibility: checked like the original checks it, then dropped.
 Binding ignoredBool(bool default_value);
 Binding ignoredValue(std::string type, std::string default_text,

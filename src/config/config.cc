@@ -21,7 +21,8 @@ constexpr std::string_view kDescription =
     "(a drop-in successor to aad-pod-identity's NMI).";
 constexpr std::string_view kFooter =
     "Flags are read as --name=value, --name value, -name=value or -name value; a boolean is\n"
-    "set with --name and cleared with --name=false. The last occurrence of a flag wins.";
+    "set with --name and cleared with --name=false. The last occurrence of a flag wins.\n"
+    "`nmi cleanup [flags]` removes nmi's iptables rules (for an uninstall) and exits.";
 
 // Go's httpproxy reads the first of the names that is set and not empty.
 std::optional<std::string> firstNonEmpty(GetEnv env, const char* upper, const char* lower) {
@@ -159,7 +160,12 @@ Result<ParseOutcome> parse(const std::vector<std::string>& args, GetEnv env) {
   FlagSet flags(kDescription, kFooter);
   registerFlags(flags, outcome.config, version);
 
-  const std::vector<std::string> words(args.empty() ? args.end() : args.begin() + 1, args.end());
+  std::vector<std::string> words(args.empty() ? args.end() : args.begin() + 1, args.end());
+  // `nmi cleanup [flags]`: the one subcommand, only as the first word.
+  const bool cleanup = !words.empty() && words.front() == "cleanup";
+  if (cleanup) {
+    words.erase(words.begin());
+  }
   Result<GoArgs> split =
       splitGoArgs(words, [&flags](std::string_view name) { return flags.specOf(name); });
   if (!split) {
@@ -196,6 +202,9 @@ Result<ParseOutcome> parse(const std::vector<std::string>& args, GetEnv env) {
     return checked.error();
   }
   outcome.config.warnings = flags.compatWarnings();
+  if (cleanup) {
+    outcome.action = ParseOutcome::Action::Cleanup;
+  }
   return outcome;
 }
 

@@ -55,6 +55,13 @@ struct IdentityConfig {
   std::chrono::milliseconds pod_wait{2'000};  // --pod-wait-timeout-ms
   std::string identity_file;                  // --identity-file (file-backed identity source)
   std::string kubeconfig;                     // --kubeconfig or env KUBECONFIG
+  // In-cluster configuration: the service-account token and CA directory.
+  std::string service_account_dir =
+      "/var/run/secrets/kubernetes.io/serviceaccount";  // --service-account-dir
+  // A watch that receives nothing for this long is closed and re-opened.
+  std::chrono::seconds watch_silence_timeout{90};  // --watch-silence-timeout-sec
+  // How long a Secret read from the API server is reused (0: not cached).
+  std::chrono::seconds secret_cache_ttl{30};  // --secret-cache-ttl-sec
 };
 
 // Token acquisition and caching.
@@ -74,9 +81,17 @@ struct TokenConfig {
   std::string no_proxy;
 };
 
+enum class IptablesBackend { Auto, Nft, Legacy };
+
+// Interception: the iptables rules that send pods' metadata traffic to nmi (docs/operations.md,
+// "Interception (iptables)").
 struct IptablesConfig {
-  std::chrono::seconds update_interval{60};             // --ipt-update-interval-sec
-  bool enable_conntrack_deletion = false;               // --enable-conntrack-deletion
+  std::chrono::seconds update_interval{60};             // --ipt-update-interval-sec (caps the next)
+  std::chrono::seconds check_interval{5};               // --ipt-check-interval-sec
+  IptablesBackend backend = IptablesBackend::Auto;      // --iptables-backend
+  std::string lock_file = "/run/xtables.lock";          // --iptables-lock-file
+  bool disable_interception = false;                    // --disable-interception
+  bool enable_conntrack_deletion = false;               // --enable-conntrack-deletion (always on)
   bool allow_kubenet = false;                           // --allow-network-plugin-kubenet
   std::string kubelet_config = "/etc/default/kubelet";  // --kubelet-config
 };
@@ -100,7 +115,8 @@ struct Config {
 
 // What the command line asked for.
 struct ParseOutcome {
-  enum class Action { Run, PrintHelp, PrintVersion };
+  // Cleanup: `nmi cleanup [flags]` removes nmi's iptables rules and exits.
+  enum class Action { Run, PrintHelp, PrintVersion, Cleanup };
   Action action = Action::Run;
   Config config;
   std::string text;  // help or version text for PrintHelp / PrintVersion

@@ -65,6 +65,9 @@ TEST(ConfigDefaultsTest, NewFlagsKeepTheirDocumentedDefaults) {
   EXPECT_EQ(c.identity.pod_wait, 2000ms);
   EXPECT_EQ(c.identity.identity_file, "");
   EXPECT_EQ(c.identity.kubeconfig, "");
+  EXPECT_EQ(c.identity.service_account_dir, "/var/run/secrets/kubernetes.io/serviceaccount");
+  EXPECT_EQ(c.identity.watch_silence_timeout, 90s);
+  EXPECT_EQ(c.identity.secret_cache_ttl, 30s);
   EXPECT_EQ(c.token.aad_ca_file, "");
   EXPECT_EQ(c.token.retry_budget, 30s);
   EXPECT_EQ(c.token.refresh_ahead, 300s);
@@ -380,6 +383,9 @@ TEST(ConfigHelpTest, HelpListsEveryFlagOnOneLineInGroups) {
                                           "pod-wait-timeout-ms",
                                           "identity-file",
                                           "kubeconfig",
+                                          "service-account-dir",
+                                          "watch-silence-timeout-sec",
+                                          "secret-cache-ttl-sec",
                                           "aad-ca-file",
                                           "custom-user-agent",
                                           "token-retry-budget-sec",
@@ -391,6 +397,10 @@ TEST(ConfigHelpTest, HelpListsEveryFlagOnOneLineInGroups) {
                                           "per-pod-miss-rate",
                                           "per-pod-miss-burst",
                                           "ipt-update-interval-sec",
+                                          "ipt-check-interval-sec",
+                                          "iptables-backend",
+                                          "iptables-lock-file",
+                                          "disable-interception",
                                           "enable-conntrack-deletion",
                                           "allow-network-plugin-kubenet",
                                           "kubelet-config",

@@ -136,6 +136,49 @@ TEST(ConfigValidationTest, IntervalsAreAtLeastOneSecond) {
             "invalid value \"0\" for flag --ipt-update-interval-sec: must be at least 1");
 }
 
+TEST(ConfigValidationTest, InterceptionFlags) {
+  const Config defaults = configOf({});
+  EXPECT_EQ(defaults.iptables.check_interval, 5s);
+  EXPECT_EQ(defaults.iptables.backend, IptablesBackend::Auto);
+  EXPECT_EQ(defaults.iptables.lock_file, "/run/xtables.lock");
+  EXPECT_FALSE(defaults.iptables.disable_interception);
+  const Config c = configOf({"--ipt-check-interval-sec=2", "--iptables-backend=legacy",
+                             "--iptables-lock-file=/tmp/x.lock", "--disable-interception"});
+  EXPECT_EQ(c.iptables.check_interval, 2s);
+  EXPECT_EQ(c.iptables.backend, IptablesBackend::Legacy);
+  EXPECT_EQ(c.iptables.lock_file, "/tmp/x.lock");
+  EXPECT_TRUE(c.iptables.disable_interception);
+  EXPECT_EQ(configOf({"--iptables-backend=nft"}).iptables.backend, IptablesBackend::Nft);
+  EXPECT_EQ(errorOf({"--iptables-backend=iptables"}),
+            "invalid value \"iptables\" for flag --iptables-backend: must be auto, nft or legacy");
+  EXPECT_EQ(errorOf({"--ipt-check-interval-sec=0"}),
+            "invalid value \"0\" for flag --ipt-check-interval-sec: must be between 1 and 86400");
+}
+
+TEST(ConfigValidationTest, CleanupIsASubcommandInFrontOfTheFlags) {
+  const Result<ParseOutcome> cleanup = testing::parseFlags({"cleanup", "--iptables-backend=nft"});
+  ASSERT_TRUE(cleanup.has_value()) << cleanup.error().message;
+  EXPECT_EQ(cleanup->action, ParseOutcome::Action::Cleanup);
+  EXPECT_EQ(cleanup->config.iptables.backend, IptablesBackend::Nft);
+  EXPECT_EQ(testing::parseFlags({})->action, ParseOutcome::Action::Run);
+  // Only as the first word: anywhere else it is a stray positional argument.
+  EXPECT_FALSE(testing::parseFlags({"--iptables-backend=nft", "cleanup"}).has_value());
+  EXPECT_EQ(testing::parseFlags({"cleanup", "--help"})->action, ParseOutcome::Action::PrintHelp);
+}
+
+TEST(ConfigValidationTest, KubernetesSourceFlags) {
+  const Config c = configOf(
+      {"--service-account-dir=/sa", "--watch-silence-timeout-sec=5", "--secret-cache-ttl-sec=0"});
+  EXPECT_EQ(c.identity.service_account_dir, "/sa");
+  EXPECT_EQ(c.identity.watch_silence_timeout, 5s);
+  EXPECT_EQ(c.identity.secret_cache_ttl, 0s);
+  EXPECT_EQ(errorOf({"--watch-silence-timeout-sec=0"}),
+            "invalid value \"0\" for flag --watch-silence-timeout-sec: must be between 1 and "
+            "3600");
+  EXPECT_EQ(errorOf({"--secret-cache-ttl-sec=-1"}),
+            "invalid value \"-1\" for flag --secret-cache-ttl-sec: must be between 0 and 3600");
+}
+
 TEST(ConfigValidationTest, IoThreadsBetweenOneAnd64) {
   EXPECT_EQ(configOf({"--io-threads=64"}).server.io_threads, 64);
   EXPECT_EQ(configOf({"--io-threads=1"}).server.io_threads, 1);

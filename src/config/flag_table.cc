@@ -92,6 +92,15 @@ void registerIdentity(FlagSet& f, IdentityConfig& c) {
   f.add({"kubeconfig", kIdentity, "kubeconfig file (else env KUBECONFIG, else in-cluster)",
          Origin::New},
         stringInto(c.kubeconfig));
+  f.add({"service-account-dir", kIdentity,
+         "in-cluster: directory of the service-account token and ca.crt", Origin::New},
+        stringInto(c.service_account_dir));
+  f.add({"watch-silence-timeout-sec", kIdentity,
+         "re-open an API watch that receives nothing for this long", Origin::New},
+        secondsInto(c.watch_silence_timeout, 1, 3600));
+  f.add({"secret-cache-ttl-sec", kIdentity,
+         "seconds a Secret read from the API server is reused (0: not cached)", Origin::New},
+        secondsInto(c.secret_cache_ttl, 0, 3600));
 }
 
 void registerToken(FlagSet& f, TokenConfig& c) {
@@ -121,10 +130,24 @@ void registerToken(FlagSet& f, TokenConfig& c) {
 }
 
 void registerIptables(FlagSet& f, IptablesConfig& c) {
-  f.add({"ipt-update-interval-sec", kIptables, "seconds between iptables reconciles"},
+  f.add({"ipt-update-interval-sec", kIptables,
+         "seconds between iptables reconciles (caps --ipt-check-interval-sec)"},
         secondsInto(c.update_interval, 1, kNoMax));
+  f.add({"ipt-check-interval-sec", kIptables,
+         "seconds between checks (and repairs) of nmi's iptables rules", Origin::New},
+        secondsInto(c.check_interval, 1, kDay));
+  f.add({"iptables-backend", kIptables, "auto (the one the node's rules use), nft or legacy",
+         Origin::New},
+        iptablesBackendInto(c.backend));
+  f.add({"iptables-lock-file", kIptables, "xtables lock file (XTABLES_LOCKFILE; legacy only)",
+         Origin::New},
+        stringInto(c.lock_file));
+  f.add({"disable-interception", kIptables,
+         "install no iptables rules (something else sends pods' metadata traffic to nmi)",
+         Origin::New},
+        boolInto(c.disable_interception));
   f.add({"enable-conntrack-deletion", kIptables,
-         "delete conntrack entries to the metadata IP after the first sync"},
+         "accepted; nmi always deletes conntrack entries to the metadata IP after the first sync"},
         boolInto(c.enable_conntrack_deletion));
   f.add({"allow-network-plugin-kubenet", kIptables, "run even if the node uses kubenet"},
         boolInto(c.allow_kubenet));

@@ -128,6 +128,32 @@ NmiMetrics::NmiMetrics()
                                  .Help("Identity file reloads that failed (old data kept)")
                                  .Register(*registry_)
                                  .Add({})),
+      iptables_reconcile_ok(BuildCounter()
+                                .Name("nmi_iptables_reconcile_total")
+                                .Help("Checks of the interception rules, by result")
+                                .Register(*registry_)
+                                .Add({{"result", "ok"}})),
+      iptables_reconcile_repaired(BuildCounter()
+                                      .Name("nmi_iptables_reconcile_total")
+                                      .Help("Checks of the interception rules, by result")
+                                      .Register(*registry_)
+                                      .Add({{"result", "repaired"}})),
+      iptables_reconcile_error(BuildCounter()
+                                   .Name("nmi_iptables_reconcile_total")
+                                   .Help("Checks of the interception rules, by result")
+                                   .Register(*registry_)
+                                   .Add({{"result", "error"}})),
+      iptables_rules_installed(BuildGauge()
+                                   .Name("nmi_iptables_rules_installed")
+                                   .Help("1 while nmi's interception rules are in place")
+                                   .Register(*registry_)
+                                   .Add({})),
+      conntrack_flows_deleted(BuildCounter()
+                                  .Name("nmi_conntrack_flows_deleted_total")
+                                  .Help("Connections to the metadata address dropped from "
+                                        "conntrack after the rules were installed")
+                                  .Register(*registry_)
+                                  .Add({})),
       operations_(BuildHistogram()
                       .Name("aadpodidentity_nmi_operations_duration_seconds")
                       .Help("Duration of token requests (route, status, pod namespace, resource)")

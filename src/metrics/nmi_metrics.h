@@ -76,6 +76,16 @@ class NmiMetrics {
   prometheus::Gauge& source_staleness;
   // nmi_identity_source_reload_failures_total (identity file)
   prometheus::Counter& source_reload_failures;
+  // nmi_iptables_reconcile_total{result="ok"|"repaired"|"error"}: checks of the interception
+  // rules that found them in place, that repaired them, or that failed.
+  prometheus::Counter& iptables_reconcile_ok;
+  prometheus::Counter& iptables_reconcile_repaired;
+  prometheus::Counter& iptables_reconcile_error;
+  // nmi_iptables_rules_installed: 1 while the last check found (or put) nmi's rules in place.
+  prometheus::Gauge& iptables_rules_installed;
+  // nmi_conntrack_flows_deleted_total: connections to the metadata address dropped from the
+  // conntrack table after the rules were installed.
+  prometheus::Counter& conntrack_flows_deleted;
 
   // The resource label: well-known Azure resources keep their value, anything else is "other".
   static std::string_view resourceLabel(std::string_view resource);

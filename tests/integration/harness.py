@@ -546,6 +546,9 @@ class Nmi:
                 "--imds-token-endpoint", self.imds_endpoint,
                 "--metadata-ip", mhost, "--metadata-port", mport,
                 "-v=%d" % self.verbosity]
+        if self.netns is None:
+            # This process runs in the root network namespace: never touch its firewall.
+            args.append("--disable-interception")
         if self.emulator is not None:
             args += ["--aad-ca-file", self.emulator.aad_ca]
         if self.listen_address:
