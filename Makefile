@@ -4,6 +4,10 @@ ASAN_DIR ?= build-asan
 CMAKE_FLAGS ?=
 NMI_CACHE_DIR ?= /var/cache/nmi
 export NMI_CACHE_DIR
+# ccache hits across checkouts (CI clones to a new directory): paths relative to the checkout, and
+# the build directory left out of the hash of debug builds.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := true
 # The tests' Python: a virtualenv scripts/setup keeps in the cache (pytest, azure-identity, ...).
 PYTHON := $(NMI_CACHE_DIR)/venv/bin/python
 COMMON_CMAKE := -DPython3_EXECUTABLE=$(PYTHON)
@@ -88,8 +92,9 @@ fuzz: setup
 bench: build
 	bench/loopback.sh $(BUILD_DIR)
 
-# The emulators and nmi on loopback; a pod fetches its token (KEEP=1 keeps them running).
-demo: build
+# A simulated node (scripts/devenv): the real API server, the emulators, nmi intercepting with
+# iptables; a pod and the host fetch tokens (KEEP=1 keeps it running; scripts/devenv down).
+demo: build kube
 	BUILD_DIR=$(BUILD_DIR) scripts/demo
 
 clean:

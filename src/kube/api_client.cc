@@ -304,7 +304,9 @@ Task<Result<ApiResponse>> BeastApiTransport::getOnce(const std::string& target,
   auto executor = co_await asio::this_coro::executor;
 
   for (int attempt = 0;; ++attempt) {
-    ConnectionPtr connection = takeIdle();
+    // The retry after a failed pooled connection goes on a new one: the other pooled connections
+    // are as old, and a server that went away closed them all.
+    ConnectionPtr connection = attempt == 0 ? takeIdle() : nullptr;
     const bool reused = connection != nullptr;
     if (!reused) {
       auto fresh = co_await connect(deadline, cancel);

@@ -292,6 +292,33 @@ TEST_F(ApiClientTest, GetSendsTheHeadersAndReusesTheConnection) {
   EXPECT_EQ(server.connections(), 1);
 }
 
+Task<void> getCounting(std::shared_ptr<BeastApiTransport> t, int* ok) {
+  auto result = co_await t->get("/api/v1/pods", std::size_t{1} << 20U, 5s, nullptr);
+  if (result && result->status == 200) {
+    ++*ok;
+  }
+}
+
+TEST_F(ApiClientTest, AfterTheServerClosedPooledConnectionsAGetRetriesOnANewOne) {
+  // Each answer keeps the connection alive, then the server closes it (as one that restarts or
+  // whose connections are cut does): every pooled connection is dead.
+  LoopbackApiServer server([](const Seen&) {
+    return std::vector<Piece>{{0ms, plain(200, "OK", "{}")}, {0ms, std::string(kClose)}};
+  });
+  auto t = transport(server);
+  int ok = 0;
+  asio::co_spawn(io_, getCounting(t, &ok), asio::detached);  // two at once: two connections
+  asio::co_spawn(io_, getCounting(t, &ok), asio::detached);
+  io_.run();
+  io_.restart();
+  ASSERT_EQ(ok, 2);
+  ASSERT_EQ(server.connections(), 2);
+  auto third = get(*t, "/api/v1/namespaces/ns/secrets/s");
+  ASSERT_TRUE(third.has_value()) << third.error().message;
+  EXPECT_EQ(third->status, 200U);
+  EXPECT_EQ(server.connections(), 3);  // one pooled connection tried, then a new one
+}
+
 TEST_F(ApiClientTest, ErrorAnswersAreResponsesWithRetryAfter) {
   LoopbackApiServer server([](const Seen&) {
     return std::vector<Piece>{

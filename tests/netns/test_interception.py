@@ -195,7 +195,10 @@ def test_a_killed_nmi_leaves_pods_refused_until_it_is_back(lab, holder):
     assert dead and set(dead) <= {"refused", "reset"}, set(dead)
     never_open(prober, lab, seq, t_kill)
     after_start = prober.outcomes(t_start, t_first)
-    assert set(after_start) <= {"refused", "reset", "nmi-200", "closed"}, set(after_start)
+    # A probe may also time out: the listener is up before the event loop serves it (and the ASan
+    # build starts slowly); what matters is that no attempt ever reaches IMDS (never_open above).
+    assert set(after_start) <= {"refused", "reset", "nmi-200", "closed", "timeout"}, \
+        set(after_start)
     report("%s.restart_refused_window_ms" % BACKEND, "%.0f" % ((t_first - t_start) * 1000),
            "ms (start -> first 200; %d refused attempts)" % len(
                [o for o in after_start if o != "nmi-200"]))

@@ -1,0 +1,890 @@
+"""nmi's Kubernetes identity source against the real API server: managed mode, exceptions and the
+namespaced rules through the API, and faults — a black-holed API server connection, a forced 410
+Gone (etcd compaction with the API server's watch cache off, then a restart) and a rotated
+service-account token.
+
+Black-holing: nmi runs in a network namespace of this test and reaches the API server (and the
+IMDS emulator) through TCP relays whose listening sockets live in that namespace; a DROP rule there
+on the relay's port cuts nmi off while the test's own client keeps talking to the API server
+directly. Pod addresses are 127.0.23.x (nmi sees the source address the client binds).
+
+ctest sets KUBE_TESTENV_DIR, NMI_KUBE_TESTENV, NMI_BINARY and NMI_EMULATOR.
+"""
+import base64
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, HERE)
+
+import harness  # noqa: E402
+from harness import client_id_for  # noqa: E402
+from test_nmi_kube_smoke import (  # noqa: E402
+    ENV, TESTENV, CRD_BASE, KubeApi, binding_obj, create_aai, create_pod, delete_pod,
+    identity_obj, wait_for)
+
+FILE_INDEX = 23  # pod addresses 127.0.23.x, ports 29200-29599
+SUB = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-kube-faults"
+UA = ["a", "b", "c", "d", "e", "f", "g", "h"]
+SYSTEM_ID = client_id_for("kube-faults-system")
+SP_ID = client_id_for("kube-faults-sp")
+SP_SECRET = "kube-faults-sp-s3cret"
+SILENCE_SEC = 3
+IDENTITY_NOT_FOUND = "No identity is assigned to this pod for this request"
+POD_NOT_FOUND = "No pod on this node has the request's source address"
+
+
+def ua_client_id(name):
+    return client_id_for("kube-faults-ua-" + name)
+
+
+def ua_resource_id(name):
+    return SUB + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-" + name
+
+
+ips = harness.PodIps(FILE_INDEX)
+_resource_n = [0]
+
+
+def fresh_resource():
+    """A resource never asked for before: nmi must resolve the identity and call IMDS again (no
+    answer from its token cache)."""
+    _resource_n[0] += 1
+    return "https://faults.example/%d/%s" % (_resource_n[0], uuid.uuid4().hex[:6])
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures
+# ---------------------------------------------------------------------------------------------
+
+def shared_kubeconfig():
+    return os.path.join(os.environ.get("KUBE_TESTENV_DIR", "/tmp/nmi-kube-testenv"),
+                        "admin.kubeconfig")
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    d = tempfile.mkdtemp(prefix="nmi-kf-%d-" % os.getpid())
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def api(workdir):
+    a = KubeApi(shared_kubeconfig(), workdir)
+    a.kubeconfig = shared_kubeconfig()
+    return a
+
+
+def new_namespace(tag, testenv_dir=None):
+    name = "nmi-kf-%s-%s" % (tag, uuid.uuid4().hex[:6])
+    argv = [TESTENV, "ns", name] + (["--dir", testenv_dir] if testenv_dir else [])
+    subprocess.run(argv, check=True, env=ENV)
+    return name
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    ua = [{"client_id": ua_client_id(n), "resource_id": ua_resource_id(n)} for n in UA]
+    apps = [{"tenant_id": harness.TENANT, "client_id": SP_ID, "secret": SP_SECRET}]
+    emu = harness.start_emulator(ua, apps, system_assigned={"client_id": SYSTEM_ID})
+    try:
+        yield emu
+    finally:
+        emu.stop()
+        emu.remove_workdir()
+
+
+@pytest.fixture
+def netns():
+    n = harness.NetNs()
+    try:
+        yield n
+    finally:
+        n.close()
+
+
+class PrivateApiServer:
+    """An API server of this test alone (kube-testenv up --dir), so that it can be restarted and
+    its etcd compacted without disturbing other tests."""
+
+    def __init__(self, workdir, apiserver_args=()):
+        self.dir = os.path.join(workdir, "testenv-%s" % uuid.uuid4().hex[:6])
+        argv = [TESTENV, "up", "--dir", self.dir]
+        argv += ["--apiserver-arg=" + a for a in apiserver_args]
+        try:
+            subprocess.run(argv, check=True, env=ENV)
+        except subprocess.CalledProcessError:
+            self.down()  # whatever `up` started before it failed
+            raise
+        self.kubeconfig = os.path.join(self.dir, "admin.kubeconfig")
+        self.api = KubeApi(self.kubeconfig, workdir)
+        self.api.kubeconfig = self.kubeconfig
+        state = {}
+        with open(os.path.join(self.dir, "state")) as f:
+            for line in f:
+                k, _, v = line.strip().partition("=")
+                state[k] = v
+        self.etcd = "http://127.0.0.1:%s" % state["etcd_port"]
+
+    def etcd_call(self, path, body):
+        req = urllib.request.Request(self.etcd + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def compact(self):
+        """Compacts etcd at its current revision (the v3 HTTP gateway); returns the revision."""
+        rev = int(self.etcd_call("/v3/kv/range", {"key": base64.b64encode(b"/").decode(),
+                                                  "limit": 1})["header"]["revision"])
+        self.etcd_call("/v3/kv/compaction", {"revision": rev, "physical": True})
+        return rev
+
+    def restart(self):
+        subprocess.run([TESTENV, "restart-apiserver", "--dir", self.dir], check=True, env=ENV)
+
+    def down(self):
+        subprocess.run([TESTENV, "down", "--dir", self.dir], check=False, env=ENV)
+
+
+# ---------------------------------------------------------------------------------------------
+# A TCP relay into a network namespace, and the black hole
+# ---------------------------------------------------------------------------------------------
+
+class Relay:
+    """Listens on 127.0.0.1 (inside `netns` when given) and relays every connection to
+    127.0.0.1:upstream_port of this process's namespace."""
+
+    def __init__(self, upstream_port, netns=None):
+        self.upstream_port = upstream_port
+        port = 0 if netns is not None else harness.free_port(FILE_INDEX)
+
+        def listen():
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+            s.listen(64)
+            return s
+
+        self.sock = harness._in_netns(netns.path, listen) if netns is not None else listen()
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.pairs = set()
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                down, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+                up.settimeout(None)
+            except OSError:
+                down.close()
+                continue
+            pair = (down, up)
+            with self.lock:
+                self.pairs.add(pair)
+                self.accepted += 1
+            for src, dst in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(src, dst, pair), daemon=True).start()
+
+    def _pump(self, src, dst, pair):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._close(pair)
+
+    def _close(self, pair):
+        with self.lock:
+            if pair not in self.pairs:
+                return
+            self.pairs.discard(pair)
+        for s in pair:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close_all(self):
+        """Ends every relayed connection, as an API server going away does."""
+        with self.lock:
+            pairs = list(self.pairs)
+        for pair in pairs:
+            self._close(pair)
+
+    def stop(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.close_all()
+
+
+def black_hole(netns, port, on):
+    """DROP every packet to or from `port` inside the namespace (both directions: connections in
+    progress and new ones)."""
+    op = "-I" if on else "-D"
+    for match in ("--dport", "--sport"):
+        subprocess.run(netns.prefix() + ["iptables", "-w", op, "INPUT", "-p", "tcp", match,
+                                         str(port), "-j", "DROP"], check=True)
+
+
+def relayed_kubeconfig(kubeconfig, port, path):
+    with open(kubeconfig) as f:
+        text = f.read()
+    text, n = re.subn(r"server: https://127\.0\.0\.1:\d+", "server: https://127.0.0.1:%d" % port,
+                      text)
+    assert n == 1, text
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# nmi
+# ---------------------------------------------------------------------------------------------
+
+class KubeNmi(harness.Nmi):
+    """harness.Nmi with the Kubernetes identity source instead of --identity-file."""
+
+    def __init__(self, emulator, node, kube_args, env=None, extra_args=(), netns=None,
+                 imds_endpoint=None):
+        super().__init__(emulator, [], FILE_INDEX, extra_args=list(extra_args), env=env,
+                         node=node, netns=netns, imds_endpoint=imds_endpoint)
+        self.kube_args = list(kube_args)
+
+    def argv(self):
+        args = super().argv()
+        i = args.index("--identity-file")
+        del args[i:i + 2]
+        return args + self.kube_args
+
+
+def start_nmi(emulator, node, kube_args, env=None, extra_args=(), netns=None,
+              imds_endpoint=None, pod_wait_ms=400):
+    n = KubeNmi(emulator, node, kube_args, env=env, netns=netns, imds_endpoint=imds_endpoint,
+                extra_args=["--pod-wait-timeout-ms=%d" % pod_wait_ms] + list(extra_args))
+    n.start(ready_timeout=30.0)
+    return n
+
+
+def start_netns_nmi(emulator, netns, node, kubeconfig, api_port, workdir, extra_args=(),
+                    pod_wait_ms=400):
+    """nmi inside `netns`, reaching the API server and IMDS through relays in that namespace.
+    Returns (nmi, api relay, imds relay)."""
+    api_relay = Relay(api_port, netns)
+    imds_port = int(emulator.imds_addr.rsplit(":", 1)[1])
+    imds_relay = Relay(imds_port, netns)
+    kc = relayed_kubeconfig(kubeconfig, api_relay.port,
+                            os.path.join(workdir, "relay-%d.kubeconfig" % api_relay.port))
+    n = start_nmi(emulator, node, ["--kubeconfig", kc], netns=netns,
+                  imds_endpoint="127.0.0.1:%d" % imds_relay.port, pod_wait_ms=pod_wait_ms,
+                  extra_args=["--watch-silence-timeout-sec=%d" % SILENCE_SEC] + list(extra_args))
+    return n, api_relay, imds_relay
+
+
+def client_id_of(resp):
+    assert resp.status == 200, resp
+    return resp.json()["client_id"]
+
+
+def token_for(n, ip, **params):
+    return n.token(ip, resource=fresh_resource(), timeout=30, **params)
+
+
+def assert_gets(n, ip, expected, **params):
+    r = token_for(n, ip, **params)
+    assert r.status == 200, (r, r.body)
+    harness.assert_token(r, r.json()["resource"], expected)
+
+
+def assert_refused(n, ip, status=404, description=IDENTITY_NOT_FOUND, **params):
+    r = token_for(n, ip, **params)
+    harness.assert_json_error(r, status, description)
+    return r
+
+
+def exception_obj(ns, name, labels):
+    return {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzurePodIdentityException",
+            "metadata": {"name": name, "namespace": ns}, "spec": {"podLabels": labels}}
+
+
+def create_pod_labels(api, ns, name, node, ip, labels):
+    api.create("/api/v1/namespaces/%s/pods" % ns, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "app"}]},
+    })
+    api.request("PATCH", "/api/v1/namespaces/%s/pods/%s/status" % (ns, name),
+                {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}},
+                content_type="application/merge-patch+json")
+
+
+def crd(api, ns, plural, obj):
+    return api.create("%s/%s/%s" % (CRD_BASE, ns, plural), obj)
+
+
+def crd_delete(api, ns, plural, name):
+    api.request("DELETE", "%s/%s/%s/%s" % (CRD_BASE, ns, plural, name))
+
+
+def crd_patch(api, ns, plural, name, patch):
+    api.request("PATCH", "%s/%s/%s/%s" % (CRD_BASE, ns, plural, name), patch,
+                content_type="application/merge-patch+json")
+
+
+class Converge:
+    """Polls named conditions in parallel threads from now on; records when each first held: the
+    time a check returns (a request nmi held until it saw the change), or the time it gives."""
+
+    def __init__(self, checks, timeout=30.0):
+        self.t0 = time.monotonic()
+        self.done = {}
+        self.errors = {}
+        self.threads = []
+        for name, check in checks.items():
+            t = threading.Thread(target=self._run, args=(name, check, timeout))
+            t.start()
+            self.threads.append(t)
+
+    def _run(self, name, check, timeout):
+        deadline = self.t0 + timeout
+        while time.monotonic() < deadline:
+            try:
+                held = check()
+                if held:
+                    at = held if isinstance(held, float) else time.monotonic()
+                    self.done[name] = at - self.t0
+                    return
+            except Exception as e:  # noqa: BLE001 - reported if it never converges
+                self.errors[name] = repr(e)
+            time.sleep(0.02)
+
+    def wait(self):
+        for t in self.threads:
+            t.join()
+        return self.done
+
+
+# Polls ask for one resource: nmi resolves the identity on every request (its token cache is keyed
+# by identity), and a pod's cache misses are rate-limited.
+POLL_RESOURCE = "https://poll.faults.example/"
+
+
+def gets(n, ip, expected, **params):
+    """The pod at `ip` gets `expected`'s token now (a short wait for the pod at most)."""
+    r = n.token(ip, resource=POLL_RESOURCE, timeout=10, **params)
+    return r.status == 200 and r.json()["client_id"] == expected
+
+
+def held_or_gone(n, ip):
+    """Once nmi no longer has a pod at `ip`, the time the request was sent: the request is held
+    (nmi waits for a pod to claim the address) or refused, never answered with a token."""
+    sent = time.monotonic()
+    try:
+        r = n.token(ip, resource=POLL_RESOURCE, timeout=1.0)
+    except (socket.timeout, TimeoutError, harness.ConnectionClosed):
+        return sent
+    return sent if r.status == 500 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# a. Managed mode, exceptions and the namespaced rules, through the API
+# ---------------------------------------------------------------------------------------------
+
+def test_managed_mode_bindings_and_exceptions(api, emulator):
+    """--operation-mode=managed --forceNamespaced: AzureIdentity + AzureIdentityBinding matched by
+    the pod's aadpodidbinding label, no AzureAssignedIdentity; bindings and identities of other
+    namespaces do not apply; AzurePodIdentityException passes the pod through to IMDS (node
+    identities) in its namespace only; objects created later are picked up from the watch."""
+    node = "kf-node-" + uuid.uuid4().hex[:8]
+    ns, other = new_namespace("mgd"), new_namespace("mgd-other")
+    ip = {k: ips.next() for k in ("single", "foreign", "two", "pending", "exc", "exc-other",
+                                  "late", "nolabel")}
+    id_a = identity_obj(ns, "id-a", ua_client_id("a"))
+    id_a["spec"]["resourceID"] = ua_resource_id("a")
+    crd(api, ns, "azureidentities", id_a)
+    crd(api, ns, "azureidentitybindings", binding_obj(ns, "bind-a", "id-a", "sel-single"))
+    create_pod(api, ns, "pod-single", node, ip["single"], "sel-single")
+    # A binding (and its identity) with the pod's selector, but in another namespace.
+    crd(api, other, "azureidentities", identity_obj(other, "id-b", ua_client_id("b")))
+    crd(api, other, "azureidentitybindings", binding_obj(other, "bind-b", "id-b", "sel-foreign"))
+    create_pod(api, ns, "pod-foreign", node, ip["foreign"], "sel-foreign")
+    # Two bindings with one selector: two identities for one pod.
+    for tag in ("c", "d"):
+        crd(api, ns, "azureidentities", identity_obj(ns, "id-" + tag, ua_client_id(tag)))
+        crd(api, ns, "azureidentitybindings", binding_obj(ns, "bind-" + tag, "id-" + tag,
+                                                          "sel-two"))
+    create_pod(api, ns, "pod-two", node, ip["two"], "sel-two")
+    # A binding whose identity does not exist yet.
+    crd(api, ns, "azureidentitybindings", binding_obj(ns, "bind-e", "id-e", "sel-pending"))
+    create_pod(api, ns, "pod-pending", node, ip["pending"], "sel-pending")
+    # Exceptions: one label of the exception matches (its value ignoring case).
+    crd(api, ns, "azurepodidentityexceptions",
+        exception_obj(ns, "exc", {"app": "legacy", "tier": "unused"}))
+    create_pod_labels(api, ns, "pod-exc", node, ip["exc"], {"app": "LEGACY"})
+    create_pod_labels(api, other, "pod-exc-other", node, ip["exc-other"], {"app": "legacy"})
+    create_pod_labels(api, ns, "pod-late", node, ip["late"], {"app": "late"})
+    create_pod_labels(api, ns, "pod-nolabel", node, ip["nolabel"], {"x": "y"})
+
+    n = start_nmi(emulator, node, ["--kubeconfig", api.kubeconfig],
+                  extra_args=["--operation-mode=managed", "--forceNamespaced"])
+    try:
+        log = n.log()
+        assert "azureassignedidentities" not in log.split("identity caches synced")[1].split(
+            "\n")[0], log  # managed mode does not watch them
+        assert_gets(n, ip["single"], ua_client_id("a"))
+        assert_gets(n, ip["single"], ua_client_id("a"), client_id=ua_client_id("a"))
+        assert_gets(n, ip["single"], ua_client_id("a"), msi_res_id=ua_resource_id("a"))
+        assert_refused(n, ip["single"], client_id=ua_client_id("b"))
+        assert_refused(n, ip["foreign"])
+        assert_refused(n, ip["foreign"], client_id=ua_client_id("b"))
+        assert_gets(n, ip["two"], ua_client_id("c"))  # no request: the first by name
+        assert_gets(n, ip["two"], ua_client_id("d"), client_id=ua_client_id("d"))
+        assert_refused(n, ip["nolabel"])
+
+        # Exceptions: any identity of the node, straight from IMDS.
+        assert_gets(n, ip["exc"], SYSTEM_ID)
+        assert_gets(n, ip["exc"], ua_client_id("h"), client_id=ua_client_id("h"))
+        assert_refused(n, ip["exc-other"])  # the exception is in another namespace
+        assert_refused(n, ip["late"])
+
+        # The identity of a pending binding appears: the waiting request gets it.
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault(
+            "r", n.token(ip["pending"], resource=fresh_resource(), timeout=60)))
+        waiting = n.metric_value("nmi_requests_waiting") or 0.0
+        t.start()
+        wait_for(lambda: (n.metric_value("nmi_requests_waiting") or 0.0) > waiting,
+                 what="the request for pod-pending to wait")
+        crd(api, ns, "azureidentities", identity_obj(ns, "id-e", ua_client_id("e")))
+        t.join(30)
+        assert client_id_of(out["r"]) == ua_client_id("e")
+
+        # Objects that change: a new exception, a binding that now names another identity, a
+        # deleted binding.
+        crd(api, ns, "azurepodidentityexceptions", exception_obj(ns, "exc-late", {"app": "late"}))
+        wait_for(lambda: gets(n, ip["late"], SYSTEM_ID), what="the new exception")
+        crd_patch(api, ns, "azureidentitybindings", "bind-a", {"spec": {"azureIdentity": "id-c"}})
+        wait_for(lambda: gets(n, ip["single"], ua_client_id("c")), what="the changed binding")
+        assert_refused(n, ip["single"], client_id=ua_client_id("a"))
+        crd_delete(api, ns, "azureidentitybindings", "bind-d")
+        wait_for(lambda: n.token(ip["two"], resource=POLL_RESOURCE,
+                                 client_id=ua_client_id("d")).status == 404,
+                 what="the deleted binding")
+        assert_gets(n, ip["two"], ua_client_id("c"), client_id=ua_client_id("c"))
+    finally:
+        n.stop()
+
+
+def test_standard_mode_namespaced_rules(api, emulator):
+    """Standard mode: an AzureAssignedIdentity whose identity lives in another namespace serves
+    the pod unless the identity is namespaced — by its aadpodidentity.k8s.io/Behavior annotation,
+    by --forceNamespaced or by env FORCENAMESPACED=true (as the Helm chart sets it)."""
+    node = "kf-node-" + uuid.uuid4().hex[:8]
+    ns, other = new_namespace("std"), new_namespace("std-other")
+    ip_plain, ip_annotated, ip_same = ips.next(), ips.next(), ips.next()
+    plain = identity_obj(other, "id-f", ua_client_id("f"))
+    annotated = identity_obj(other, "id-g", ua_client_id("g"))
+    annotated["metadata"]["annotations"] = {"aadpodidentity.k8s.io/Behavior": "namespaced"}
+    same = identity_obj(ns, "id-a", ua_client_id("a"))
+    same["metadata"]["annotations"] = {"aadpodidentity.k8s.io/Behavior": "namespaced"}
+    for pod, ip, identity in (("pod-plain", ip_plain, plain),
+                              ("pod-annotated", ip_annotated, annotated),
+                              ("pod-same", ip_same, same)):
+        sel = "sel-" + pod
+        create_pod(api, ns, pod, node, ip, sel)
+        crd(api, identity["metadata"]["namespace"], "azureidentities", identity)
+        binding = binding_obj(identity["metadata"]["namespace"], "bind-" + pod,
+                              identity["metadata"]["name"], sel)
+        crd(api, identity["metadata"]["namespace"], "azureidentitybindings", binding)
+        create_aai(api, ns, pod, node, identity, binding, "Assigned")
+
+    n = start_nmi(emulator, node, ["--kubeconfig", api.kubeconfig])
+    try:
+        assert_gets(n, ip_plain, ua_client_id("f"))
+        assert_refused(n, ip_annotated)
+        assert_gets(n, ip_same, ua_client_id("a"))
+    finally:
+        n.stop()
+    for how in (dict(extra_args=["--forceNamespaced"]), dict(env={"FORCENAMESPACED": "true"})):
+        n = start_nmi(emulator, node, ["--kubeconfig", api.kubeconfig], **how)
+        try:
+            assert "namespaced=true" in n.log(), n.log()
+            assert_refused(n, ip_plain)
+            assert_refused(n, ip_plain, client_id=ua_client_id("f"))
+            assert_refused(n, ip_annotated)
+            assert_gets(n, ip_same, ua_client_id("a"))
+        finally:
+            n.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# b. Black hole
+# ---------------------------------------------------------------------------------------------
+
+def test_blackhole_keeps_serving_and_converges(api, emulator, netns, workdir):
+    """nmi's connections to the API server are black-holed (DROP in nmi's namespace) for longer
+    than --watch-silence-timeout-sec while pods, assignments, bindings and exceptions change. nmi
+    keeps answering from its caches and stays ready; once the rule is removed it converges to
+    every change."""
+    node = "kf-node-" + uuid.uuid4().hex[:8]
+    ns = new_namespace("bh")
+    pods = {}
+    for tag, identity in (("keep", "a"), ("gone", "b"), ("switch", "c")):
+        pod, ip = "pod-" + tag, ips.next()
+        create_pod(api, ns, pod, node, ip, "sel-" + tag)
+        ident = identity_obj(ns, "id-" + identity, ua_client_id(identity))
+        binding = binding_obj(ns, "bind-" + tag, "id-" + identity, "sel-" + tag)
+        crd(api, ns, "azureidentities", ident)
+        crd(api, ns, "azureidentitybindings", binding)
+        pods[tag] = (pod, ip, create_aai(api, ns, pod, node, ident, binding, "Assigned"))
+    ip_exc = ips.next()
+    create_pod_labels(api, ns, "pod-exc", node, ip_exc, {"app": "bypass"})
+
+    n, api_relay, _ = start_netns_nmi(emulator, netns, node, api.kubeconfig, api.port, workdir,
+                                      pod_wait_ms=2000)
+    try:
+        for tag, identity in (("keep", "a"), ("gone", "b"), ("switch", "c")):
+            assert_gets(n, pods[tag][1], ua_client_id(identity))
+        assert_refused(n, ip_exc)
+        offset = n.log_size()
+
+        black_hole(netns, api_relay.port, True)
+        cut = time.monotonic()
+        try:
+            # Changes nmi cannot see yet: a new pod and its assignment, a deleted pod, a binding
+            # switched to another identity (and MIC's matching assignments), a new exception.
+            ip_new = ips.next()
+            create_pod(api, ns, "pod-new", node, ip_new, "sel-new")
+            ident_d = identity_obj(ns, "id-d", ua_client_id("d"))
+            ident_e = identity_obj(ns, "id-e", ua_client_id("e"))
+            crd(api, ns, "azureidentities", ident_d)
+            crd(api, ns, "azureidentities", ident_e)
+            bind_new = binding_obj(ns, "bind-new", "id-d", "sel-new")
+            crd(api, ns, "azureidentitybindings", bind_new)
+            create_aai(api, ns, "pod-new", node, ident_d, bind_new, "Assigned")
+            delete_pod(api, ns, pods["gone"][0])
+            crd_patch(api, ns, "azureidentitybindings", "bind-switch",
+                      {"spec": {"azureIdentity": "id-e"}})
+            crd_delete(api, ns, "azureassignedidentities", pods["switch"][2])
+            create_aai(api, ns, pods["switch"][0], node, ident_e,
+                       binding_obj(ns, "bind-switch", "id-e", "sel-switch"), "Assigned")
+            crd(api, ns, "azurepodidentityexceptions", exception_obj(ns, "exc", {"app": "bypass"}))
+
+            # nmi notices the silence, stays ready and serves what it knows.
+            assert n.wait_for_log(r"watch \w+: no data for %d ms" % (SILENCE_SEC * 1000), offset,
+                                  timeout=SILENCE_SEC + 10), n.log_since(offset)
+            wait_for(lambda: (n.metric_value("nmi_identity_source_staleness_seconds") or 0)
+                     >= SILENCE_SEC + 1, timeout=15, what="staleness to grow")
+            assert n.probe("/readyz").status == 200
+            assert_gets(n, pods["keep"][1], ua_client_id("a"))
+            assert_gets(n, pods["switch"][1], ua_client_id("c"))  # the change is not seen yet
+            assert_gets(n, pods["gone"][1], ua_client_id("b"))
+            assert_refused(n, ip_exc)
+            # Past the silence timeout, with reconnection attempts failing meanwhile.
+            time.sleep(max(0.0, cut + SILENCE_SEC + 2 - time.monotonic()))
+        finally:
+            black_hole(netns, api_relay.port, False)
+        restored_after = time.monotonic() - cut
+
+        conv = Converge({
+            "new_pod": lambda: gets(n, ip_new, ua_client_id("d")),
+            "deleted_pod": lambda: held_or_gone(n, pods["gone"][1]),
+            "changed_binding": lambda: gets(n, pods["switch"][1], ua_client_id("e")),
+            "exception": lambda: gets(n, ip_exc, SYSTEM_ID),
+        })
+        done = conv.wait()
+        assert set(done) == {"new_pod", "deleted_pod", "changed_binding", "exception"}, \
+            (done, conv.errors)
+        print("\nblack hole: %.1f s (silence timeout %d s); converged after restore in %.2f s "
+              "(%s)" % (restored_after, SILENCE_SEC, max(done.values()),
+                        ", ".join("%s %.2f s" % kv for kv in sorted(done.items()))))
+        assert max(done.values()) < 15, done
+
+        # And for good: the deleted pod's address gets no token, the other pods theirs.
+        harness.assert_json_error(n.token(pods["gone"][1], resource=fresh_resource()), 500,
+                                  POD_NOT_FOUND)
+        assert_gets(n, pods["keep"][1], ua_client_id("a"))
+        assert_refused(n, pods["switch"][1], client_id=ua_client_id("c"))
+        # (A quiet watch is re-opened every SILENCE_SEC here, so staleness is 0 only mostly.)
+        wait_for(lambda: n.metric_value("nmi_identity_source_staleness_seconds") == 0,
+                 what="staleness back to 0")
+        assert n.metric_value("aadpodidentity_kubernetes_api_operations_errors_count",
+                              operation_type="watch") >= 1
+    finally:
+        n.stop()
+        api_relay.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# c. 410 Gone
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def private_apiserver(workdir):
+    s = PrivateApiServer(workdir, ["--watch-cache=false"])
+    try:
+        yield s
+    finally:
+        s.down()
+
+
+def test_gone_410_relists_and_loses_no_change(emulator, netns, workdir, private_apiserver):
+    """An API server without watch cache (watches read etcd): nmi (managed mode) is cut off, the
+    objects change and etcd is compacted past every version nmi has seen. On reconnection its
+    watches get 410 Gone, it lists again and ends with every change; then the API server restarts
+    and nmi picks up what changes next."""
+    srv = private_apiserver
+    api = srv.api
+    node = "kf-node-" + uuid.uuid4().hex[:8]
+    ns = new_namespace("gone", srv.dir)
+    pods = {}
+    for tag, identity in (("keep", "a"), ("gone", "b"), ("switch", "c")):
+        pod, ip = "pod-" + tag, ips.next()
+        create_pod(api, ns, pod, node, ip, "sel-" + tag)
+        crd(api, ns, "azureidentities", identity_obj(ns, "id-" + identity, ua_client_id(identity)))
+        crd(api, ns, "azureidentitybindings",
+            binding_obj(ns, "bind-" + tag, "id-" + identity, "sel-" + tag))
+        pods[tag] = (pod, ip)
+    ip_exc = ips.next()
+    create_pod_labels(api, ns, "pod-exc", node, ip_exc, {"app": "bypass"})
+
+    n, api_relay, _ = start_netns_nmi(emulator, netns, node, srv.kubeconfig, api.port, workdir,
+                                      pod_wait_ms=2000,
+                                      extra_args=["--operation-mode=managed", "--forceNamespaced"])
+    try:
+        for tag, identity in (("keep", "a"), ("gone", "b"), ("switch", "c")):
+            assert_gets(n, pods[tag][1], ua_client_id(identity))
+        offset = n.log_size()
+
+        black_hole(netns, api_relay.port, True)
+        cut = time.monotonic()
+        try:
+            ip_new = ips.next()
+            create_pod(api, ns, "pod-new", node, ip_new, "sel-new")
+            crd(api, ns, "azureidentities", identity_obj(ns, "id-d", ua_client_id("d")))
+            crd(api, ns, "azureidentitybindings", binding_obj(ns, "bind-new", "id-d", "sel-new"))
+            delete_pod(api, ns, pods["gone"][0])
+            crd(api, ns, "azureidentities", identity_obj(ns, "id-e", ua_client_id("e")))
+            crd_patch(api, ns, "azureidentitybindings", "bind-switch",
+                      {"spec": {"azureIdentity": "id-e"}})
+            crd(api, ns, "azurepodidentityexceptions", exception_obj(ns, "exc", {"app": "bypass"}))
+            compacted = srv.compact()
+            assert_gets(n, pods["keep"][1], ua_client_id("a"))  # from the caches
+            # Every watch open before the cut has gone silent and been closed.
+            time.sleep(max(0.0, cut + SILENCE_SEC + 2 - time.monotonic()))
+        finally:
+            black_hole(netns, api_relay.port, False)
+
+        conv = Converge({
+            "new_pod": lambda: gets(n, ip_new, ua_client_id("d")),
+            "deleted_pod": lambda: held_or_gone(n, pods["gone"][1]),
+            "changed_binding": lambda: gets(n, pods["switch"][1], ua_client_id("e")),
+            "exception": lambda: gets(n, ip_exc, SYSTEM_ID),
+        })
+        done = conv.wait()
+        assert set(done) == {"new_pod", "deleted_pod", "changed_binding", "exception"}, \
+            (done, conv.errors)
+        log = n.log_since(offset)
+        gone = sorted(set(re.findall(r"watch (\w+): resourceVersion \d+ is gone \(410\), "
+                                     r"listing again", log)))
+        # Every watch nmi had was older than the compaction: each one relisted.
+        assert gone == ["azureidentities", "azureidentitybindings", "azurepodidentityexceptions",
+                        "pods"], log
+        after_gone = log[log.index("is gone (410)"):]
+        for resource in gone:
+            assert re.search(r"list %s: \d+ objects kept of \d+ listed" % resource, after_gone), log
+        print("\n410: etcd compacted at revision %d; relisted %s; converged after restore in "
+              "%.2f s (%s)" % (compacted, ", ".join(gone), max(done.values()),
+                               ", ".join("%s %.2f s" % kv for kv in sorted(done.items()))))
+        harness.assert_json_error(n.token(pods["gone"][1], resource=fresh_resource()), 500,
+                                  POD_NOT_FOUND)
+
+        # The API server restarts: every watch must reconnect.
+        accepted = api_relay.accepted
+        srv.restart()
+        crd(api, ns, "azureidentities", identity_obj(ns, "id-f", ua_client_id("f")))
+        crd(api, ns, "azureidentitybindings", binding_obj(ns, "bind-after", "id-f", "sel-after"))
+        ip_after = ips.next()
+        t0 = time.monotonic()
+        create_pod(api, ns, "pod-after", node, ip_after, "sel-after")
+        wait_for(lambda: gets(n, ip_after, ua_client_id("f")), timeout=20,
+                 what="the pod created after the restart")
+        print("after the API server's restart: new pod served %.2f s after its creation"
+              % (time.monotonic() - t0))
+        assert api_relay.accepted >= accepted + 4, (accepted, api_relay.accepted)  # reconnected
+        assert_gets(n, pods["keep"][1], ua_client_id("a"))
+    finally:
+        n.stop()
+        api_relay.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# d. Service-account token rotation
+# ---------------------------------------------------------------------------------------------
+
+def write_projected_token(sa_dir, token, ca_pem):
+    """As the kubelet writes a projected volume: files in a timestamped directory, `..data` an
+    atomically swapped symlink to it, `token` and `ca.crt` symlinks through `..data`."""
+    stamp = "..%d_%s" % (time.time_ns(), uuid.uuid4().hex[:6])
+    os.mkdir(os.path.join(sa_dir, stamp))
+    with open(os.path.join(sa_dir, stamp, "token"), "w") as f:
+        f.write(token)
+    with open(os.path.join(sa_dir, stamp, "ca.crt"), "wb") as f:
+        f.write(ca_pem)
+    tmp = os.path.join(sa_dir, "..data_tmp")
+    os.symlink(stamp, tmp)
+    old = os.readlink(os.path.join(sa_dir, "..data")) if os.path.islink(
+        os.path.join(sa_dir, "..data")) else None
+    os.rename(tmp, os.path.join(sa_dir, "..data"))
+    for name in ("token", "ca.crt"):
+        if not os.path.islink(os.path.join(sa_dir, name)):
+            os.symlink(os.path.join("..data", name), os.path.join(sa_dir, name))
+    if old:
+        shutil.rmtree(os.path.join(sa_dir, old))
+
+
+def bearer_status(api, token, path):
+    ctx = ssl.create_default_context(cadata=api.ca_pem.decode())
+    req = urllib.request.Request("https://%s:%d%s" % (api.host, api.port, path),
+                                 headers={"Authorization": "Bearer " + token})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_service_account_token_rotation(api, emulator, workdir):
+    """nmi in-cluster with a TokenRequest token bound to a Secret. A new token is written (an
+    atomic ..data swap, as the kubelet does), then the old token's Secret is deleted (the old token
+    is rejected from then on) and the API server's connections end: nmi reconnects every watch
+    with the new token, sees what changed, reads a service principal's Secret with it, and never
+    logs either token."""
+    node = "kf-node-" + uuid.uuid4().hex[:8]
+    ns = new_namespace("rot")
+    role = "nmi-kf-" + uuid.uuid4().hex[:8]
+    api.create("/api/v1/namespaces/%s/serviceaccounts" % ns,
+               {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "nmi"}})
+    api.create("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": role},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+            {"apiGroups": ["aadpodidentity.k8s.io"],
+             "resources": ["azureidentitybindings", "azureidentities",
+                           "azurepodidentityexceptions", "azureassignedidentities"],
+             "verbs": ["get", "list", "watch"]},
+        ]})
+    api.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": "nmi", "namespace": ns}]})
+    tokens = []
+    for i in (1, 2):
+        api.create("/api/v1/namespaces/%s/secrets" % ns, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bound-%d" % i}})
+        tokens.append(subprocess.run(
+            ["kubectl", "create", "token", "nmi", "-n", ns, "--duration=1h",
+             "--bound-object-kind", "Secret", "--bound-object-name", "bound-%d" % i],
+            check=True, capture_output=True, text=True, env=ENV).stdout.strip())
+    pods_path = "/api/v1/namespaces/%s/pods" % ns
+    assert bearer_status(api, tokens[0], pods_path) == 200
+    sa_dir = os.path.join(workdir, "sa-" + ns)
+    os.mkdir(sa_dir)
+    write_projected_token(sa_dir, tokens[0], api.ca_pem)
+
+    ip_mi, ip_sp = ips.next(), ips.next()
+    ident = identity_obj(ns, "id-a", ua_client_id("a"))
+    binding = binding_obj(ns, "bind-a", "id-a", "sel-a")
+    crd(api, ns, "azureidentities", ident)
+    crd(api, ns, "azureidentitybindings", binding)
+    create_pod(api, ns, "pod-mi", node, ip_mi, "sel-a")
+    create_aai(api, ns, "pod-mi", node, ident, binding, "Assigned")
+    api.create("/api/v1/namespaces/%s/secrets" % ns, {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sp-secret"},
+        "data": {"clientSecret": base64.b64encode(SP_SECRET.encode()).decode()}})
+    sp = identity_obj(ns, "id-sp", SP_ID, type=1, secret="sp-secret",
+                      ad_endpoint=emulator.aad_url + "/")
+    sp_binding = binding_obj(ns, "bind-sp", "id-sp", "sel-sp")
+    crd(api, ns, "azureidentities", sp)
+    crd(api, ns, "azureidentitybindings", sp_binding)
+    create_pod(api, ns, "pod-sp", node, ip_sp, "sel-sp")
+    create_aai(api, ns, "pod-sp", node, sp, sp_binding, "Assigned")
+
+    relay = Relay(api.port)
+    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(relay.port),
+           "KUBECONFIG": ""}
+    n = start_nmi(emulator, node, ["--service-account-dir", sa_dir],
+                  extra_args=["--secret-cache-ttl-sec=0"], env=env, pod_wait_ms=2000)
+    try:
+        assert "in-cluster" in n.log(), n.log()
+        assert_gets(n, ip_mi, ua_client_id("a"))
+        assert_gets(n, ip_sp, SP_ID)
+
+        write_projected_token(sa_dir, tokens[1], api.ca_pem)
+        api.request("DELETE", "/api/v1/namespaces/%s/secrets/bound-1" % ns)
+        # The API server caches a successful authentication for a few seconds.
+        wait_for(lambda: bearer_status(api, tokens[0], pods_path) == 401, timeout=30,
+                 what="the old token to be rejected")
+        assert bearer_status(api, tokens[1], pods_path) == 200
+        accepted = relay.accepted
+        offset = n.log_size()
+        relay.close_all()  # the API server goes away: every watch must be opened again
+
+        ip_new = ips.next()
+        create_pod(api, ns, "pod-new", node, ip_new, "sel-a")
+        create_aai(api, ns, "pod-new", node, ident, binding, "Assigned")
+        wait_for(lambda: gets(n, ip_new, ua_client_id("a")), timeout=20,
+                 what="the pod created after the rotation")
+        assert relay.accepted >= accepted + 5, (accepted, relay.accepted)
+        # The Secret is read through the API with the new token (secret cache off).
+        errors = n.metric_value("aadpodidentity_kubernetes_api_operations_errors_count",
+                                operation_type="get_secret")
+        assert_gets(n, ip_sp, SP_ID)
+        assert n.metric_value("aadpodidentity_kubernetes_api_operations_errors_count",
+                              operation_type="get_secret") == errors == 0.0
+        assert n.probe("/readyz").status == 200
+        log = n.log()
+        assert "403" not in n.log_since(offset), n.log_since(offset)
+        for t in tokens:
+            assert t not in log
+            assert t.split(".")[2][:16] not in log  # no part of the signature either
+    finally:
+        n.stop()
+        relay.stop()
+        api.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/" + role)
+        api.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterroles/" + role)
