@@ -14,7 +14,7 @@ COMMON_CMAKE := -DPython3_EXECUTABLE=$(PYTHON)
 CTEST_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup kube configure build asan test test-release test-asan demo check tidy tsan coverage fuzz bench clean
+.PHONY: all setup kube configure build asan test test-release test-asan demo check tidy tsan coverage fuzz bench image clean
 
 all: build
 
@@ -96,6 +96,12 @@ bench: build
 # iptables; a pod and the host fetch tokens (KEEP=1 keeps it running; scripts/devenv down).
 demo: build kube
 	BUILD_DIR=$(BUILD_DIR) scripts/demo
+
+# The container image, built with buildah from a debootstrap'd bookworm (no registry, no Docker
+# engine), checked inside, saved as $(BUILD_DIR)/nmi-image.tar. Not part of `make test`; installs
+# debootstrap, buildah, podman and runc itself (docs/operations.md, "Container image").
+image:
+	scripts/build-image --out $(BUILD_DIR)/nmi-image.tar
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TIDY_DIR) $(TSAN_DIR) $(COV_DIR) $(FUZZ_DIR)

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,11 +25,13 @@
 #include "identity/file_source.h"
 #include "imds/audit.h"
 #include "imds/handler.h"
+#include "iptables/cleanup.h"
 #include "iptables/node_checks.h"
 #include "iptables/process_command_runner.h"
 #include "iptables/reconciler.h"
 #include "kube/api_client.h"
 #include "kube/api_identity_source.h"
+#include "kube/owner_check.h"
 #include "kube/rest_config.h"
 #include "metrics/nmi_metrics.h"
 #include "token/aad_token_provider.h"
@@ -75,12 +78,10 @@ std::string userAgent(const config::Config& config) {
   return ua;
 }
 
-// The Kubernetes-backed identity source: --node is required, the API server comes from
-// --kubeconfig / KUBECONFIG or the in-cluster environment. The error is one line.
-Result<std::unique_ptr<kube::ApiIdentitySource>> makeApiSource(const config::Config& config,
-                                                               asio::io_context& io,
-                                                               const Clock& clock,
-                                                               metrics::NmiMetrics& metrics) {
+// The client of the Kubernetes API server: --kubeconfig / KUBECONFIG or the in-cluster
+// environment. --node is required. The error is one line.
+Result<kube::ApiTransportPtr> makeApiTransport(const config::Config& config, asio::io_context& io,
+                                               const Clock& clock) {
   if (config.identity.node_name.empty()) {
     return makeError(ErrorCode::InvalidArgument,
                      "no node name: give --node (or env NODE_NAME), or --identity-file; nmi "
@@ -104,16 +105,102 @@ Result<std::unique_ptr<kube::ApiIdentitySource>> makeApiSource(const config::Con
     return makeError(transport.error().code, "cannot set up the Kubernetes API client (" +
                                                  rest->source + "): " + transport.error().message);
   }
+  logger("nmi")->info("identity source: Kubernetes API at {} ({})", rest->server_text,
+                      rest->source);
+  return kube::ApiTransportPtr(std::move(*transport));
+}
+
+// The Kubernetes-backed identity source.
+std::unique_ptr<kube::ApiIdentitySource> makeApiSource(const config::Config& config,
+                                                       asio::io_context& io, const Clock& clock,
+                                                       metrics::NmiMetrics& metrics,
+                                                       kube::ApiTransportPtr transport) {
   kube::ApiSourceOptions options;
   options.node_name = config.identity.node_name;
   options.watch_assigned_identities = config.identity.mode == config::OperationMode::Standard;
   options.scale_features = config.identity.scale_features;
   options.watch_silence_timeout = config.identity.watch_silence_timeout;
   options.secret_cache_ttl = config.identity.secret_cache_ttl;
-  logger("nmi")->info("identity source: Kubernetes API at {} ({})", rest->server_text,
-                      rest->source);
-  return std::make_unique<kube::ApiIdentitySource>(io.get_executor(), std::move(*transport),
-                                                   options, clock, &metrics, logger("nmi.kube"));
+  return std::make_unique<kube::ApiIdentitySource>(io.get_executor(), std::move(transport), options,
+                                                   clock, &metrics, logger("nmi.kube"));
+}
+
+// Uninstall detection (--daemonset-name): a watch of nmi's own DaemonSet, or null when it is not
+// asked for or cannot work (logged once).
+std::unique_ptr<kube::OwnerWatch> makeOwnerWatch(const config::Config& config, asio::io_context& io,
+                                                 const Clock& clock,
+                                                 const kube::ApiTransportPtr& transport,
+                                                 bool intercepting) {
+  const auto log = logger("nmi");
+  const std::string& name = config.iptables.daemonset_name;
+  if (name.empty()) {
+    return nullptr;
+  }
+  if (!intercepting) {
+    log->info("--daemonset-name={} has no effect: nmi installs no iptables rules", name);
+    return nullptr;
+  }
+  if (!transport) {
+    log->warn(
+        "--daemonset-name={} needs the Kubernetes API (not --identity-file): the rules stay "
+        "on exit",
+        name);
+    return nullptr;
+  }
+  std::string ns = config.iptables.daemonset_namespace;
+  if (ns.empty()) {
+    auto file = iptables::readSmallFile(config.identity.service_account_dir + "/namespace");
+    if (file) {
+      ns = *file;
+      ns.erase(ns.find_last_not_of(" \t\r\n") + 1);
+    }
+  }
+  if (ns.empty()) {
+    log->warn(
+        "--daemonset-name={}: no namespace (env POD_NAMESPACE, or the service account's "
+        "namespace file): the rules stay on exit",
+        name);
+    return nullptr;
+  }
+  kube::OwnerWatchOptions options;
+  options.ns = ns;
+  options.name = name;
+  options.watch_silence_timeout = config.identity.watch_silence_timeout;
+  return std::make_unique<kube::OwnerWatch>(io.get_executor(), transport, std::move(options), clock,
+                                            logger("nmi.kube"));
+}
+
+// Removes the rules after an uninstall was detected. False when iptables failed (the rules may
+// stay; logged).
+bool removeRulesOnExit(const config::Config& config) {
+  const auto log = logger("nmi");
+  // A runner of its own: the reconciler's was cancelled when the loop stopped.
+  iptables::ProcessCommandRunner runner;
+  iptables::CleanupOptions options;
+  switch (config.iptables.backend) {
+    case config::IptablesBackend::Auto:
+      options.backend = iptables::BackendChoice::Auto;
+      break;
+    case config::IptablesBackend::Nft:
+      options.backend = iptables::BackendChoice::Nft;
+      break;
+    case config::IptablesBackend::Legacy:
+      options.backend = iptables::BackendChoice::Legacy;
+      break;
+  }
+  options.lock_file = config.iptables.lock_file;
+  auto removed = iptables::removeInterception(runner, options);
+  if (!removed) {
+    log->error("cannot remove the iptables rules on uninstall: {}", removed.error().message);
+    return false;
+  }
+  if (removed->empty()) {
+    log->info("uninstall: no nmi iptables rules found");
+  }
+  for (const std::string& line : *removed) {
+    log->info("uninstall: {}", line);
+  }
+  return true;
 }
 
 // Why nmi installs no interception rules, or "" when it does.
@@ -193,6 +280,7 @@ int runDaemon(const config::Config& config) {
   // Identity data: a file (--identity-file), else the Kubernetes API.
   std::unique_ptr<identity::IdentitySource> source;
   std::function<void()> stop_source;
+  kube::ApiTransportPtr api_transport;
   if (!config.identity.identity_file.empty()) {
     auto file = std::make_unique<identity::FileIdentitySource>(
         asio::make_strand(io), config.identity.identity_file, config.identity.node_name,
@@ -210,14 +298,16 @@ int runDaemon(const config::Config& config) {
     stop_source = [raw = file.get()] { raw->stop(); };
     source = std::move(file);
   } else {
-    auto api = makeApiSource(config, io, clock, metrics);
-    if (!api) {
-      log->error("{}", api.error().message);
+    auto transport = makeApiTransport(config, io, clock);
+    if (!transport) {
+      log->error("{}", transport.error().message);
       return 1;
     }
-    (*api)->start();
-    stop_source = [raw = api->get()] { raw->stop(); };
-    source = std::move(*api);
+    api_transport = *transport;
+    auto api = makeApiSource(config, io, clock, metrics, std::move(*transport));
+    api->start();
+    stop_source = [raw = api.get()] { raw->stop(); };
+    source = std::move(api);
   }
 
   // Upstream clients: IMDS (plain HTTP on the link-local address, never through a proxy) and
@@ -283,7 +373,8 @@ int runDaemon(const config::Config& config) {
   readiness.add("identity", [&source] { return source->notReadyReason(); });
 
   // Interception: nmi's iptables rules, checked and repaired on a thread of their own (iptables
-  // processes never run on an I/O thread). Never removed on exit: nmi fails closed.
+  // processes never run on an I/O thread). Removed on exit only when nmi's DaemonSet is gone or
+  // being deleted (an uninstall, --daemonset-name); otherwise nmi fails closed.
   iptables::ProcessCommandRunner ipt_runner;
   std::unique_ptr<iptables::Reconciler> interception;
   if (const std::string off = interceptionOff(config); !off.empty()) {
@@ -293,6 +384,9 @@ int runDaemon(const config::Config& config) {
                                                           metrics, logger("nmi.iptables"));
     readiness.add("interception", [raw = interception.get()] { return raw->notReadyReason(); });
   }
+  std::unique_ptr<kube::OwnerWatch> owner =
+      makeOwnerWatch(config, io, clock, api_transport, interception != nullptr);
+  std::optional<kube::ExitDecision> exit_decision;
   health::ProbeHandler probe_handler(readiness);
   health::MetricsHandler metrics_handler(metrics, [&] {
     metrics.source_staleness.Set(static_cast<double>(source->staleness().count()));
@@ -320,8 +414,19 @@ int runDaemon(const config::Config& config) {
   if (interception) {
     interception->start();
   }
+  if (owner) {
+    owner->start();
+  }
   log->info("serving nmi={} probe={} metrics={}", server.localEndpoint().port(),
             probe_server.localEndpoint().port(), metrics_server.localEndpoint().port());
+  // SO_REUSEPORT hand-over during a rolling update: without net.ipv4.tcp_migrate_req the
+  // connections still queued on this listener when it closes are reset (clients retry).
+  if (auto migrate = iptables::readSmallFile("/proc/sys/net/ipv4/tcp_migrate_req");
+      migrate && migrate->rfind('0', 0) == 0) {
+    log->info(
+        "net.ipv4.tcp_migrate_req is 0: on hand-over to a new nmi, connections queued on this "
+        "listener are reset rather than migrated");
+  }
 
   // SIGTERM/SIGINT: stop accepting, let requests in flight finish (up to the grace period),
   // then stop everything.
@@ -334,6 +439,13 @@ int runDaemon(const config::Config& config) {
     asio::co_spawn(
         asio::make_strand(io),
         [&]() -> Task<void> {
+          if (owner) {
+            // First, while nmi's credentials may still be valid; bounded (2 s).
+            const kube::ExitDecision decision = co_await owner->decide();
+            log->info("{}", decision.reason);
+            exit_decision = decision;
+            owner->stop();
+          }
           co_await server.drain(config.server.shutdown_grace);
           co_await probe_server.drain(std::chrono::milliseconds(0));
           co_await metrics_server.drain(std::chrono::milliseconds(0));
@@ -355,7 +467,11 @@ int runDaemon(const config::Config& config) {
     t.join();
   }
   if (interception) {
-    interception->stop();  // the rules stay
+    interception->stop();  // the rules stay, unless nmi's DaemonSet is being removed
+    if (exit_decision && exit_decision->action == kube::ExitAction::RemoveRules &&
+        !removeRulesOnExit(config)) {
+      return 1;
+    }
   }
   return 0;
 }

@@ -94,6 +94,11 @@ struct IptablesConfig {
   bool enable_conntrack_deletion = false;               // --enable-conntrack-deletion (always on)
   bool allow_kubenet = false;                           // --allow-network-plugin-kubenet
   std::string kubelet_config = "/etc/default/kubelet";  // --kubelet-config
+  // Uninstall: nmi's own DaemonSet. When set (and the API server is the identity source), nmi
+  // watches it and, on SIGTERM, removes its rules if it is gone or being deleted.
+  std::string daemonset_name;  // --daemonset-name
+  // Its namespace: env POD_NAMESPACE (downward API), else the service account's namespace file.
+  std::string daemonset_namespace;
 };
 
 struct LogConfig {
@@ -128,8 +133,8 @@ using GetEnv = std::optional<std::string> (*)(const char* name);
 std::optional<std::string> processEnv(const char* name);
 
 // Parses argv (argv[0] is the program name) and the environment (FORCENAMESPACED, KUBECONFIG,
-// NODE_NAME, HTTPS_PROXY/https_proxy, NO_PROXY/no_proxy), validates every value, and returns the
-// Config or an InvalidArgument error whose message is one clear line naming the flag.
+// NODE_NAME, POD_NAMESPACE, HTTPS_PROXY/https_proxy, NO_PROXY/no_proxy), validates every value, and
+// returns the Config or an InvalidArgument error whose message is one clear line naming the flag.
 // Command-line forms follow the original's pflag + Go flag parsing: --name=value, --name value,
 // -name=value, -name value, -v2; booleans as --name or --name=<strconv.ParseBool spelling>;
 // the last occurrence of a flag wins. docs/operations.md lists the flags.

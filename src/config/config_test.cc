@@ -303,6 +303,17 @@ TEST(ConfigEnvTest, NodeNameFromEnvUnlessTheFlagIsGiven) {
   EXPECT_EQ(configOf({"--node=other"}, FakeEnv::get).identity.node_name, "other");
 }
 
+TEST(ConfigEnvTest, DaemonSetNameFromTheFlagAndNamespaceFromEnv) {
+  FakeEnv env;
+  Config c = configOf({}, FakeEnv::get);
+  EXPECT_EQ(c.iptables.daemonset_name, "");
+  EXPECT_EQ(c.iptables.daemonset_namespace, "");
+  env.vars["POD_NAMESPACE"] = "kube-system";
+  c = configOf({"--daemonset-name=nmi"}, FakeEnv::get);
+  EXPECT_EQ(c.iptables.daemonset_name, "nmi");
+  EXPECT_EQ(c.iptables.daemonset_namespace, "kube-system");
+}
+
 TEST(ConfigEnvTest, ProxiesPreferUpperCaseAndSkipEmpty) {
   FakeEnv env;
   env.vars["https_proxy"] = "http://lower:3128";
@@ -404,6 +415,7 @@ TEST(ConfigHelpTest, HelpListsEveryFlagOnOneLineInGroups) {
                                           "enable-conntrack-deletion",
                                           "allow-network-plugin-kubenet",
                                           "kubelet-config",
+                                          "daemonset-name",
                                           "log-format",
                                           "v",
                                           "enableProfile",

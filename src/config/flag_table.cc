@@ -153,6 +153,11 @@ void registerIptables(FlagSet& f, IptablesConfig& c) {
         boolInto(c.allow_kubenet));
   f.add({"kubelet-config", kIptables, "file searched for --network-plugin=kubenet"},
         stringInto(c.kubelet_config));
+  f.add({"daemonset-name", kIptables,
+         "nmi's DaemonSet (namespace: env POD_NAMESPACE); on SIGTERM the rules are removed only "
+         "if it is gone or being deleted",
+         Origin::New},
+        stringInto(c.daemonset_name));
 }
 
 void registerCompat(FlagSet& f) {

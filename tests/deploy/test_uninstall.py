@@ -1,0 +1,370 @@
+"""Uninstall without leftovers and without a fail-open window (issue 6 item 3), against the real
+API server: nmi runs with the chart's arguments and a token of the chart's ServiceAccount, with
+interception on, in a network namespace this file creates (nmi-cb-<pid>-node), so its iptables
+rules really exist there. On SIGTERM the rules go away only when the DaemonSet is gone or being
+deleted; on a plain SIGTERM (restart, upgrade, drain) they stay, also when the API server cannot
+be asked.
+
+The API server listens on the root namespace's loopback; nmi reaches it through a TCP forwarder
+whose listening socket lives in the test namespace (no interface or firewall change in the root
+namespace). There is no controller manager here, and the test environment's API server runs with
+--enable-garbage-collector=false, so it neither adds the foregroundDeletion/orphan finalizers nor
+deletes pods: the test deletes the DaemonSet as helm and kubectl do (Background), or holds it
+in the "being deleted" state Foreground and Orphan deletion leave on a real cluster (a
+deletionTimestamp and a finalizer; docs/operations.md, "Uninstall") with a finalizer of its own,
+and then sends nmi the SIGTERM the kubelet would send.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import pytest
+
+import test_chart as chart
+from test_chart import harness, helm, kjson, kubectl
+
+FILE_INDEX = 22  # ports 28800-29199
+NAT_CHAIN = "NMI-METADATA"
+GUARD_CHAIN = "NMI-METADATA-GUARD"
+BACKEND = "nft"
+
+
+def ns_run(name, *argv, check=True):
+    assert name.startswith("nmi-cb-%d-" % os.getpid())  # never the root namespace
+    p = subprocess.run(["ip", "netns", "exec", name] + list(argv), capture_output=True, text=True,
+                       timeout=30)
+    if check and p.returncode != 0:
+        raise AssertionError("%s failed: %s%s" % (argv, p.stdout, p.stderr))
+    return p
+
+
+class Namespace:
+    """What harness.Nmi needs of a network namespace."""
+
+    def __init__(self, name):
+        self.name = name
+        self.path = "/run/netns/" + name
+
+    def prefix(self):
+        return ["ip", "netns", "exec", self.name]
+
+
+@pytest.fixture(scope="module")
+def netns():
+    name = "nmi-cb-%d-node" % os.getpid()
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        ns_run(name, "ip", "link", "set", "lo", "up")
+        # nmi DNATs to 127.0.0.1 (its default listen address), which needs route_localnet.
+        ns_run(name, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1")
+        yield Namespace(name)
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+class Forwarder:
+    """Accepts on 127.0.0.1:<port> inside the namespace and relays each connection to the API
+    server on the root namespace's loopback."""
+
+    def __init__(self, netns, upstream):
+        self.upstream = upstream
+        self.port = harness.free_port(FILE_INDEX)
+
+        def listen():
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", self.port))
+            s.listen(64)
+            return s
+
+        self.sock = harness._in_netns(netns.path, listen)
+        self.conns = []
+        self.lock = threading.Lock()
+        self.closed = False
+        self.black_hole = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                down, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.black_hole:  # accepted, never answered
+                    self.conns.append(down)
+                    continue
+            try:
+                up = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                down.close()
+                continue
+            with self.lock:
+                if self.closed:
+                    down.close()
+                    up.close()
+                    return
+                self.conns += [down, up]
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def swallow(self):
+        """The API server stops answering (a black hole): relayed connections are cut, new ones
+        are accepted and never answered."""
+        with self.lock:
+            self.black_hole = True
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        """The API server becomes unreachable: the listener and every relayed connection go."""
+        with self.lock:
+            self.closed = True
+            conns, self.conns = self.conns, []
+        self.sock.close()
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def api_server():
+    server = kjson("config", "view", "--raw")["clusters"][0]["cluster"]["server"]
+    m = re.fullmatch(r"https://([\d.]+):(\d+)/?", server)
+    assert m, server
+    return m.group(1), int(m.group(2))
+
+
+class UninstallNmi(harness.Nmi):
+    """nmi with the DaemonSet's arguments, in the namespace, with interception on (the default
+    metadata address 169.254.169.254), its API server reached through the forwarder."""
+
+    def __init__(self, netns, node, chart_args, kubeconfig, pod_namespace, workdir):
+        super().__init__(None, [], FILE_INDEX, netns=netns, node=node,
+                         env={"POD_NAMESPACE": pod_namespace})
+        self.chart_args = [a.replace("$(NODE_NAME)", node) for a in chart_args]
+        self.kubeconfig = kubeconfig
+        self.workdir = workdir
+
+    def argv(self):
+        return ([harness.NMI_BINARY] + self.chart_args +
+                ["--nmi-port=%d" % self.port, "--http-probe-port=%d" % self.probe_port,
+                 "--prometheus-port=%d" % self.metrics_port,
+                 "--iptables-backend=" + BACKEND,
+                 "--iptables-lock-file=" + os.path.join(self.workdir, "xtables.lock"),
+                 "--kubelet-config=" + os.path.join(self.workdir, "kubelet"),
+                 "--imds-token-endpoint=127.0.0.1:9",
+                 "--kubeconfig=" + self.kubeconfig, "-v=4"])
+
+
+def rules(netns, port=None):
+    """nmi's rules in the namespace (with `port`: only if they DNAT to it)."""
+    nat = ns_run(netns.name, "iptables-%s-save" % BACKEND, "-t", "nat").stdout
+    flt = ns_run(netns.name, "iptables-%s-save" % BACKEND, "-t", "filter").stdout
+    out = [line for line in (nat + flt).splitlines() if NAT_CHAIN in line or GUARD_CHAIN in line]
+    if port is not None:
+        assert any(line.endswith("--to-destination 127.0.0.1:%d" % port) for line in out), out
+    return out
+
+
+class Setup:
+    """A release of the chart in namespace `ns`, a kubeconfig with a token of its
+    ServiceAccount whose server is the forwarder."""
+
+    def __init__(self, ns, netns, forwarder, *helm_args):
+        self.ns = ns
+        self.netns = netns
+        self.release = "nmi-" + uuid.uuid4().hex[:8]
+        helm("install", self.release, chart.CHART, "-n", ns, *helm_args)
+        self.installed = True
+        ds = kjson("get", "daemonset", self.release, "-n", ns)
+        self.args = ds["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--daemonset-name=" + self.release in self.args, self.args
+        self.work = tempfile.mkdtemp(prefix="nmi-uninstall-")
+        kubeconfig, self.token = chart.sa_kubeconfig(ns, self.release, self.work)
+        with open(kubeconfig) as f:
+            text = f.read()
+        host, port = api_server()
+        text = text.replace("https://%s:%d" % (host, port), "https://127.0.0.1:%d" % forwarder.port)
+        assert "127.0.0.1:%d" % forwarder.port in text, text
+        with open(kubeconfig, "w") as f:
+            f.write(text)
+        self.kubeconfig = kubeconfig
+        self.node = "uninstall-node-" + uuid.uuid4().hex[:6]
+
+    def nmi(self):
+        n = UninstallNmi(self.netns, self.node, self.args, self.kubeconfig, self.ns, self.work)
+        return n.start(ready_timeout=30.0)
+
+    def close(self):
+        if self.installed:
+            helm("uninstall", self.release, "-n", self.ns, check=False)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def stop_timed(n):
+    t0 = time.monotonic()
+    rc = n.stop(check=False, timeout=20.0)
+    return rc, time.monotonic() - t0
+
+
+@pytest.fixture
+def forwarder(netns):
+    f = Forwarder(netns, api_server())
+    yield f
+    f.close()
+
+
+def test_plain_sigterm_keeps_the_rules(ns, netns, forwarder):
+    """A restart, an upgrade or a drain: the DaemonSet is there, the rules stay. Then the same
+    with the API server black-holed: nmi cannot tell, so the rules
+    stay (fail closed), and the check is bounded (2 s)."""
+    s = Setup(ns, netns, forwarder)
+    n = None
+    try:
+        n = s.nmi()
+        assert n.wait_for_log(r"daemonset %s/%s present" % (ns, s.release), timeout=10), n.log()
+        before = rules(netns, n.port)
+        assert any(GUARD_CHAIN in r for r in before), before
+        rc, took = stop_timed(n)
+        log = n.log()
+        assert rc == 0, log[-3000:]
+        assert "the API server says present" in log and "keeping the iptables rules" in log, log
+        assert rules(netns) == before
+        assert "uninstall:" not in log
+
+        n = s.nmi()
+        before = rules(netns, n.port)
+        forwarder.swallow()
+        rc, took = stop_timed(n)
+        log = n.log()
+        assert rc == 0, log[-3000:]
+        assert "cannot read daemonset" in log and "keeping the iptables rules" in log, log
+        assert 1.9 < took < 6.0, took  # the 2 s check, then the drain
+        assert rules(netns) == before
+        harness_report("uninstall_check_black_hole_exit_seconds", took)
+        assert s.token not in n.log()
+    finally:
+        if n is not None:
+            n.stop(check=False)
+        s.close()
+
+
+HOLD = "nmi.test.example.com/hold"
+
+
+def test_daemonset_being_deleted_removes_the_rules(ns, netns, forwarder):
+    """Foreground or Orphan deletion (kubectl delete --cascade=foreground|orphan): the DaemonSet
+    stays, with a deletionTimestamp and a finalizer, until the garbage collector is done. nmi's
+    watch sees it; SIGTERM then removes the rules."""
+    s = Setup(ns, netns, forwarder)
+    n = None
+    try:
+        kubectl("patch", "daemonset", s.release, "-n", ns, "--type=merge", "-p",
+                json.dumps({"metadata": {"finalizers": [HOLD]}}))
+        n = s.nmi()
+        assert rules(netns, n.port)
+        kubectl("delete", "daemonset", s.release, "-n", ns, "--wait=false",
+                "--cascade=foreground")
+        ds = kjson("get", "daemonset", s.release, "-n", ns)
+        assert ds["metadata"].get("deletionTimestamp"), ds["metadata"]
+        assert n.wait_for_log(r"daemonset %s/%s being deleted" % (ns, s.release), timeout=10), \
+            n.log()
+        rc, took = stop_timed(n)
+        log = n.log()
+        assert rc == 0, log[-3000:]
+        assert "the API server says being deleted" in log, log
+        assert re.search(r"uninstall: .*nat", log), log
+        assert rules(netns) == []
+        harness_report("uninstall_being_deleted_exit_seconds", took)
+    finally:
+        if n is not None:
+            n.stop(check=False)
+        kubectl("patch", "daemonset", s.release, "-n", ns, "--type=merge", "-p",
+                json.dumps({"metadata": {"finalizers": None}}), check=False)
+        s.close()
+
+
+@pytest.mark.parametrize("how", ["helm", "kubectl"])
+def test_uninstall_removes_the_rules_although_the_service_account_is_gone(ns, netns, forwarder,
+                                                                          how):
+    """helm uninstall, or kubectl delete -f of the plain manifests (Background propagation): the
+    DaemonSet is deleted at once, and the ServiceAccount and RBAC objects with it (helm: right
+    after it; kubectl: in file order, right before it), all before the garbage collector gets to
+    the pods: the GET nmi makes on SIGTERM is refused (401 or 403), and the watch, opened while
+    the RBAC objects existed and kept open by the API server, saw the DELETED event and
+    decides."""
+    s = Setup(ns, netns, forwarder)
+    n = None
+    try:
+        n = s.nmi()
+        assert rules(netns, n.port)
+        if how == "helm":
+            helm("uninstall", s.release, "-n", ns)
+        else:
+            manifest = helm("get", "manifest", s.release, "-n", ns).stdout
+            kinds = re.findall(r"^kind: (\w+)$", manifest, re.M)
+            assert kinds.index("ServiceAccount") < kinds.index("DaemonSet"), kinds
+            kubectl("delete", "--wait=false", "-n", ns, "-f", "-", stdin=manifest)
+            # helm's record of the release stays; it is forgotten without touching anything.
+            helm("uninstall", s.release, "-n", ns, "--no-hooks", check=False)
+        s.installed = False
+        p = kubectl("get", "daemonset", s.release, "-n", ns, check=False)
+        assert p.returncode != 0 and "NotFound" in p.stderr
+        p = kubectl("get", "serviceaccount", s.release, "-n", ns, check=False)
+        assert p.returncode != 0 and "NotFound" in p.stderr
+        assert n.wait_for_log(r"daemonset %s/%s gone" % (ns, s.release), timeout=10), n.log()
+        rc, took = stop_timed(n)
+        log = n.log()
+        assert rc == 0, log[-3000:]
+        assert re.search(r"cannot read daemonset .* HTTP 40[13]", log), log
+        assert "last watched: gone" in log and "removing the iptables rules" in log, log
+        assert rules(netns) == []
+        harness_report("uninstall_%s_exit_seconds" % how, took)
+        assert s.token not in log
+    finally:
+        if n is not None:
+            n.stop(check=False)
+        s.close()
+
+
+def harness_report(name, value):
+    print("\nMEASURED %s=%.2f" % (name, value))
+
+
+@pytest.fixture
+def ns(request):
+    name = "uninst-%s-%s" % (re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[5:25].strip("-"),
+                             uuid.uuid4().hex[:6])
+    subprocess.run([chart.TESTENV, "ns", name], check=True, env=chart.ENV, capture_output=True)
+    return name
