@@ -325,6 +325,13 @@ void Server::acceptPendingAndClose() {
     startSession(std::move(socket));
   }
   acceptor_->close(ec);
+  const std::lock_guard lock(mu_);
+  listener_closed_ = true;
+}
+
+bool Server::drained() const {
+  const std::lock_guard lock(mu_);
+  return (listener_closed_ || !acceptor_) && connections_.empty();
 }
 
 Task<void> Server::session(std::shared_ptr<Connection> connection) {
@@ -473,7 +480,9 @@ Task<void> Server::drain(std::chrono::milliseconds grace) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   const auto deadline = std::chrono::steady_clock::now() + grace;
   error_code ec;
-  while (connectionCount() > 0 && std::chrono::steady_clock::now() < deadline) {
+  // Also waits for acceptPendingAndClose(): the connections it takes from the queue are served
+  // before the drain ends (the caller stops the event loop right after).
+  while (!drained() && std::chrono::steady_clock::now() < deadline) {
     timer.expires_after(std::chrono::milliseconds(20));
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
@@ -489,7 +498,7 @@ Task<void> Server::drain(std::chrono::milliseconds grace) {
     });
   }
   const auto hard_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (connectionCount() > 0 && std::chrono::steady_clock::now() < hard_deadline) {
+  while (!drained() && std::chrono::steady_clock::now() < hard_deadline) {
     timer.expires_after(std::chrono::milliseconds(10));
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }

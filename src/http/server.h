@@ -100,6 +100,8 @@ class Server {
   Task<Response> runHandler(Request& request, const RequestContext& context);
   // Counts the connection in, or returns why it is refused.
   const char* admit(const boost::asio::ip::address& peer);
+  // True once the listener is closed (queued connections taken) and no connection is left.
+  bool drained() const;
   void release(const std::shared_ptr<Connection>& connection);
 
   boost::asio::io_context& io_;
@@ -111,6 +113,7 @@ class Server {
 
   mutable std::mutex mu_;
   bool draining_ = false;
+  bool listener_closed_ = false;  // set by acceptPendingAndClose(), once the queue is taken
   std::unordered_set<std::shared_ptr<Connection>> connections_;
   std::unordered_map<std::string, int> per_peer_;
 };
