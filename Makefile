@@ -14,7 +14,7 @@ COMMON_CMAKE := -DPython3_EXECUTABLE=$(PYTHON)
 CTEST_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup kube configure build asan test test-release test-asan demo check tidy tsan coverage fuzz bench bench-kube image clean
+.PHONY: all setup kube configure build asan test test-release test-asan demo check tidy tsan coverage fuzz bench bench-kube bench-dnat image clean
 
 all: build
 
@@ -96,6 +96,11 @@ bench: build
 # time to ready and RSS (docs/benchmarks.md, "Kubernetes scale").
 bench-kube: build kube
 	$(PYTHON) bench/kube_scale.py --build $(BUILD_DIR)
+
+# The same cached token through interception: a pod of a simulated node (scripts/devenv) asks
+# 169.254.169.254, nmi's DNAT rule sends it to nmi, then to nginx behind the same rule (root).
+bench-dnat: build kube
+	bench/dnat.sh $(BUILD_DIR)
 
 # A simulated node (scripts/devenv): the real API server, the emulators, nmi intercepting with
 # iptables; a pod and the host fetch tokens (KEEP=1 keeps it running; scripts/devenv down).
