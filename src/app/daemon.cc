@@ -176,20 +176,7 @@ bool removeRulesOnExit(const config::Config& config) {
   const auto log = logger("nmi");
   // A runner of its own: the reconciler's was cancelled when the loop stopped.
   iptables::ProcessCommandRunner runner;
-  iptables::CleanupOptions options;
-  switch (config.iptables.backend) {
-    case config::IptablesBackend::Auto:
-      options.backend = iptables::BackendChoice::Auto;
-      break;
-    case config::IptablesBackend::Nft:
-      options.backend = iptables::BackendChoice::Nft;
-      break;
-    case config::IptablesBackend::Legacy:
-      options.backend = iptables::BackendChoice::Legacy;
-      break;
-  }
-  options.lock_file = config.iptables.lock_file;
-  auto removed = iptables::removeInterception(runner, options);
+  auto removed = iptables::removeInterception(runner, cleanupOptions(config));
   if (!removed) {
     log->error("cannot remove the iptables rules on uninstall: {}", removed.error().message);
     return false;
@@ -221,17 +208,7 @@ iptables::ReconcilerOptions reconcilerOptions(const config::Config& config) {
   options.spec.metadata_port = config.metadata.port;
   options.spec.target_ip = iptables::dnatTargetFor(config.server.listen_address);
   options.spec.target_port = config.server.port;
-  switch (config.iptables.backend) {
-    case config::IptablesBackend::Auto:
-      options.backend = iptables::BackendChoice::Auto;
-      break;
-    case config::IptablesBackend::Nft:
-      options.backend = iptables::BackendChoice::Nft;
-      break;
-    case config::IptablesBackend::Legacy:
-      options.backend = iptables::BackendChoice::Legacy;
-      break;
-  }
+  options.backend = backendChoice(config.iptables.backend);
   options.lock_file = config.iptables.lock_file;
   // The original's --ipt-update-interval-sec caps the check interval.
   options.interval = std::min(config.iptables.check_interval, config.iptables.update_interval);
@@ -258,6 +235,25 @@ bool refusedForKubenet(const config::Config& config) {
 }
 
 }  // namespace
+
+iptables::BackendChoice backendChoice(config::IptablesBackend backend) {
+  switch (backend) {
+    case config::IptablesBackend::Nft:
+      return iptables::BackendChoice::Nft;
+    case config::IptablesBackend::Legacy:
+      return iptables::BackendChoice::Legacy;
+    case config::IptablesBackend::Auto:
+      break;
+  }
+  return iptables::BackendChoice::Auto;
+}
+
+iptables::CleanupOptions cleanupOptions(const config::Config& config) {
+  iptables::CleanupOptions options;
+  options.backend = backendChoice(config.iptables.backend);
+  options.lock_file = config.iptables.lock_file;
+  return options;
+}
 
 int runDaemon(const config::Config& config) {
   const auto log = logger("nmi");

@@ -14,21 +14,8 @@ namespace {
 // `nmi cleanup [flags]`: removes nmi's interception rules (for an uninstall) and exits 0, also when
 // there was nothing to remove; 1 when iptables fails.
 int runCleanup(const nmi::config::Config& config) {
-  nmi::iptables::CleanupOptions options;
-  switch (config.iptables.backend) {
-    case nmi::config::IptablesBackend::Auto:
-      options.backend = nmi::iptables::BackendChoice::Auto;
-      break;
-    case nmi::config::IptablesBackend::Nft:
-      options.backend = nmi::iptables::BackendChoice::Nft;
-      break;
-    case nmi::config::IptablesBackend::Legacy:
-      options.backend = nmi::iptables::BackendChoice::Legacy;
-      break;
-  }
-  options.lock_file = config.iptables.lock_file;
   nmi::iptables::ProcessCommandRunner runner;
-  auto removed = nmi::iptables::removeInterception(runner, options);
+  auto removed = nmi::iptables::removeInterception(runner, nmi::app::cleanupOptions(config));
   if (!removed) {
     std::fprintf(stderr, "nmi cleanup: %s\n", removed.error().message.c_str());
     return 1;
