@@ -24,6 +24,7 @@
 #include <openssl/ssl.h>
 
 #include "common/base64.h"
+#include "http/io_error.h"
 
 namespace nmi::http {
 
@@ -51,19 +52,6 @@ struct BeastHttpClient::Connection {
 };
 
 namespace {
-
-Error ioError(const error_code& ec, std::string_view what) {
-  if (ec == beast::error::timeout) {
-    return makeError(ErrorCode::Timeout, fmt::format("{}: timed out", what));
-  }
-  if (ec == asio::error::operation_aborted) {
-    return makeError(ErrorCode::Cancelled, fmt::format("{}: cancelled", what));
-  }
-  if (ec == bhttp::error::body_limit) {
-    return makeError(ErrorCode::Unavailable, fmt::format("{}: response too large", what));
-  }
-  return makeError(ErrorCode::Unavailable, fmt::format("{}: {}", what, ec.message()));
-}
 
 // Releases a per-host reservation when the exchange ends, however it ends.
 class Reservation {

@@ -29,6 +29,7 @@
 #include <fmt/format.h>
 #include <openssl/ssl.h>
 
+#include "http/io_error.h"
 #include "kube/watch_decode.h"
 
 namespace nmi::kube {
@@ -60,19 +61,6 @@ constexpr std::size_t kStreamChunk = std::size_t{64} << 10U;
 constexpr int kKeepAliveIdleSeconds = 30;
 constexpr int kKeepAliveIntervalSeconds = 10;
 constexpr int kKeepAliveProbes = 3;
-
-Error ioError(const error_code& ec, std::string_view what) {
-  if (ec == beast::error::timeout) {
-    return makeError(ErrorCode::Timeout, fmt::format("{}: timed out", what));
-  }
-  if (ec == asio::error::operation_aborted) {
-    return makeError(ErrorCode::Cancelled, fmt::format("{}: cancelled", what));
-  }
-  if (ec == bhttp::error::body_limit) {
-    return makeError(ErrorCode::ResourceExhausted, fmt::format("{}: answer too large", what));
-  }
-  return makeError(ErrorCode::Unavailable, fmt::format("{}: {}", what, ec.message()));
-}
 
 Error cancelledError() {
   return makeError(ErrorCode::Cancelled, "API request cancelled");
@@ -253,7 +241,8 @@ Task<Result<BeastApiTransport::ConnectionPtr>> BeastApiTransport::connect(
     co_return cancelledError();
   }
   if (ec) {
-    co_return ioError(ec, fmt::format("resolve {}", server_.host));
+    co_return http::ioError(ec, fmt::format("resolve {}", server_.host),
+                            ErrorCode::ResourceExhausted);
   }
   auto connection = std::make_shared<Connection>(executor_, *tls_);
   const CancelHook hook(cancel, executor, [connection] { connection->close(); });
@@ -265,7 +254,8 @@ Task<Result<BeastApiTransport::ConnectionPtr>> BeastApiTransport::connect(
     co_return cancelledError();
   }
   if (ec) {
-    co_return ioError(ec, fmt::format("connect {}", server_.authority()));
+    co_return http::ioError(ec, fmt::format("connect {}", server_.authority()),
+                            ErrorCode::ResourceExhausted);
   }
   enableKeepAlive(connection->tcp().socket());
   if (!isIpAddress(verify_name_)) {
@@ -281,7 +271,8 @@ Task<Result<BeastApiTransport::ConnectionPtr>> BeastApiTransport::connect(
     co_return cancelledError();
   }
   if (ec) {
-    co_return ioError(ec, fmt::format("TLS handshake with {}", server_.authority()));
+    co_return http::ioError(ec, fmt::format("TLS handshake with {}", server_.authority()),
+                            ErrorCode::ResourceExhausted);
   }
   co_return connection;
 }
@@ -337,7 +328,8 @@ Task<Result<ApiResponse>> BeastApiTransport::getOnce(const std::string& target,
       if (reused && attempt == 0 && ec != beast::error::timeout && ec != bhttp::error::body_limit) {
         continue;
       }
-      co_return ioError(ec, fmt::format("GET {}", server_.authority()));
+      co_return http::ioError(ec, fmt::format("GET {}", server_.authority()),
+                              ErrorCode::ResourceExhausted);
     }
     auto& response = parser.get();
     ApiResponse out;
@@ -421,7 +413,8 @@ Task<Result<ApiResponse>> BeastApiTransport::watchOnce(const std::string& target
   }
   if (ec) {
     connection->close();
-    co_return ioError(ec, fmt::format("watch {}", server_.authority()));
+    co_return http::ioError(ec, fmt::format("watch {}", server_.authority()),
+                            ErrorCode::ResourceExhausted);
   }
   std::vector<char> chunk(kStreamChunk);
   ApiResponse out;
@@ -482,7 +475,7 @@ Task<Result<ApiResponse>> BeastApiTransport::watchOnce(const std::string& target
         co_return makeError(ErrorCode::Timeout,
                             fmt::format("watch silent for {} ms", timeouts.silence.count()));
       }
-      co_return ioError(ec, "watch stream");
+      co_return http::ioError(ec, "watch stream", ErrorCode::ResourceExhausted);
     }
   }
   if (!splitter.pending().empty()) {
