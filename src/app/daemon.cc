@@ -1,5 +1,7 @@
 #include "app/daemon.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <csignal>
 #include <functional>
@@ -17,6 +19,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
+#include "app/instance_lock.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "health/health.h"
@@ -125,6 +128,32 @@ std::unique_ptr<kube::ApiIdentitySource> makeApiSource(const config::Config& con
                                                    clock, &metrics, logger("nmi.kube"));
 }
 
+// The namespace of nmi's DaemonSet: POD_NAMESPACE, else the service account's namespace file.
+std::string daemonSetNamespace(const config::Config& config) {
+  std::string ns = config.iptables.daemonset_namespace;
+  if (ns.empty()) {
+    auto file = iptables::readSmallFile(config.identity.service_account_dir + "/namespace");
+    if (file) {
+      ns = *file;
+      ns.erase(ns.find_last_not_of(" \t\r\n") + 1);
+    }
+  }
+  return ns;
+}
+
+// Who this nmi is, for the port lock: "<namespace>/<name>" of its DaemonSet when both are known.
+InstanceIdentity instanceIdentity(const config::Config& config) {
+  InstanceIdentity me;
+  const std::string ns = daemonSetNamespace(config);
+  if (!config.iptables.daemonset_name.empty() && !ns.empty()) {
+    me.daemonset = ns + "/" + config.iptables.daemonset_name;
+  }
+  me.node = config.identity.node_name;
+  me.version = NMI_VERSION;
+  me.pid = static_cast<std::int64_t>(::getpid());
+  return me;
+}
+
 // Uninstall detection (--daemonset-name): a watch of nmi's own DaemonSet, or null when it is not
 // asked for or cannot work (logged once).
 std::unique_ptr<kube::OwnerWatch> makeOwnerWatch(const config::Config& config, asio::io_context& io,
@@ -147,14 +176,7 @@ std::unique_ptr<kube::OwnerWatch> makeOwnerWatch(const config::Config& config, a
         name);
     return nullptr;
   }
-  std::string ns = config.iptables.daemonset_namespace;
-  if (ns.empty()) {
-    auto file = iptables::readSmallFile(config.identity.service_account_dir + "/namespace");
-    if (file) {
-      ns = *file;
-      ns.erase(ns.find_last_not_of(" \t\r\n") + 1);
-    }
-  }
+  const std::string ns = daemonSetNamespace(config);
   if (ns.empty()) {
     log->warn(
         "--daemonset-name={}: no namespace (env POD_NAMESPACE, or the service account's "
@@ -270,6 +292,12 @@ int runDaemon(const config::Config& config) {
 
   const int threads = std::max(1, config.server.io_threads);
   asio::io_context io(threads);
+  // One nmi per port on a node, except for a hand-over within the same DaemonSet.
+  InstanceLock port_lock(io, config.server.port, instanceIdentity(config));
+  if (auto locked = port_lock.acquire(); !locked) {
+    log->error("refusing to start on port {}: {}", config.server.port, locked.error().message);
+    return 1;
+  }
   const SystemClock clock;
   metrics::NmiMetrics metrics;
 
@@ -311,15 +339,23 @@ int runDaemon(const config::Config& config) {
   http::ClientOptions imds_options;
   imds_options.user_agent = userAgent(config);
   auto imds_client = http::BeastHttpClient::create(io, imds_options);
+  // Pods' proxied requests get a client of their own: whatever a pod sends or IMDS answers on
+  // its behalf, it never shares a connection with nmi's token requests.
+  http::ClientOptions proxy_options;
+  proxy_options.user_agent = userAgent(config);  // (only when the pod sent none)
+  proxy_options.max_open_per_host = config.metadata.proxy_max_concurrent;
+  proxy_options.max_idle_per_host = 4;
+  auto proxy_client = http::BeastHttpClient::create(io, proxy_options);
   http::ClientOptions aad_options;
   aad_options.user_agent = userAgent(config);
   aad_options.ca_file = config.token.aad_ca_file;
   aad_options.https_proxy = config.token.https_proxy;
   aad_options.no_proxy = config.token.no_proxy;
   auto aad_client = http::BeastHttpClient::create(io, aad_options);
-  if (!imds_client || !aad_client) {
-    log->error("cannot create HTTP clients: {}",
-               !imds_client ? imds_client.error().message : aad_client.error().message);
+  if (!imds_client || !aad_client || !proxy_client) {
+    log->error("cannot create HTTP clients: {}", !imds_client  ? imds_client.error().message
+                                                 : !aad_client ? aad_client.error().message
+                                                               : proxy_client.error().message);
     return 1;
   }
 
@@ -362,8 +398,13 @@ int runDaemon(const config::Config& config) {
   handler_options.pod_wait = config.identity.pod_wait;
   handler_options.metadata_endpoint =
       fmt::format("{}:{}", config.metadata.ip, config.metadata.port);
+  handler_options.proxy_max_concurrent =
+      static_cast<std::size_t>(config.metadata.proxy_max_concurrent);
+  handler_options.proxy_max_per_pod =
+      static_cast<std::size_t>(config.metadata.proxy_max_concurrent_per_pod);
   imds::AuditLog audit(metrics);
-  imds::ImdsHandler handler(handler_options, *source, tokens, **imds_client, clock, metrics, audit);
+  imds::ImdsHandler handler(handler_options, *source, tokens, **proxy_client, clock, metrics,
+                            audit);
 
   health::Readiness readiness;
   readiness.add("identity", [&source] { return source->notReadyReason(); });

@@ -1,9 +1,12 @@
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <vector>
+#include <utility>
 
 namespace nmi {
 
@@ -11,7 +14,9 @@ namespace nmi {
 // operation holds the signal and calls cancel(); the operation registers callbacks that abort
 // its I/O (close a socket, cancel a timer). Callbacks run on the thread calling cancel(), or at
 // once when registered after cancellation; they must only post work or call thread-safe Asio
-// functions. Thread-safe.
+// functions. A signal may live as long as the process (the reflectors' stop signal) while
+// operations come and go: remove() forgets a callback completely, so the signal holds only the
+// callbacks of operations in flight. Thread-safe.
 class CancellationSignal {
  public:
   using Callback = std::function<void()>;
@@ -22,7 +27,7 @@ class CancellationSignal {
   }
 
   void cancel() {
-    std::vector<Callback> callbacks;
+    std::map<std::uint64_t, Callback> callbacks;
     {
       const std::lock_guard lock(mu_);
       if (cancelled_) {
@@ -31,36 +36,44 @@ class CancellationSignal {
       cancelled_ = true;
       callbacks.swap(callbacks_);
     }
-    for (auto& cb : callbacks) {
+    for (auto& [id, cb] : callbacks) {
       cb();
     }
   }
 
-  // Returns an id for remove(). Runs `cb` at once if already cancelled.
+  // Returns an id for remove() (never 0). Runs `cb` at once, and returns 0, if already
+  // cancelled.
   std::size_t add(Callback cb) {
     {
       const std::lock_guard lock(mu_);
       if (!cancelled_) {
-        callbacks_.push_back(std::move(cb));
-        return callbacks_.size();
+        const std::uint64_t id = ++last_id_;
+        callbacks_.emplace(id, std::move(cb));
+        return static_cast<std::size_t>(id);
       }
     }
     cb();
     return 0;
   }
 
-  // Drops a callback whose operation finished (it will not be called).
+  // Drops a callback whose operation finished (it will not be called). Unknown ids (0, removed,
+  // or already run by cancel()) are ignored.
   void remove(std::size_t id) {
     const std::lock_guard lock(mu_);
-    if (id > 0 && id <= callbacks_.size()) {
-      callbacks_[id - 1] = [] {};
-    }
+    callbacks_.erase(static_cast<std::uint64_t>(id));
+  }
+
+  // Callbacks registered and not yet removed or run.
+  std::size_t pending() const {
+    const std::lock_guard lock(mu_);
+    return callbacks_.size();
   }
 
  private:
   mutable std::mutex mu_;
   bool cancelled_ = false;
-  std::vector<Callback> callbacks_;
+  std::uint64_t last_id_ = 0;
+  std::map<std::uint64_t, Callback> callbacks_;
 };
 
 using CancellationSignalPtr = std::shared_ptr<CancellationSignal>;

@@ -99,6 +99,12 @@ Result<void> checkCombinations(const FlagSet& flags, const Config& config) {
                         "must not exceed --max-connections (" +
                             std::to_string(config.server.max_connections) + ")");
   }
+  if (config.metadata.proxy_max_concurrent_per_pod > config.metadata.proxy_max_concurrent) {
+    return invalidValue("proxy-max-concurrent-per-pod",
+                        std::to_string(config.metadata.proxy_max_concurrent_per_pod),
+                        "must not exceed --proxy-max-concurrent (" +
+                            std::to_string(config.metadata.proxy_max_concurrent) + ")");
+  }
   if (config.token.refresh_ahead <= config.token.min_lifetime) {
     const std::string_view culprit =
         blame(flags, "token-refresh-ahead-sec", "token-min-lifetime-sec");

@@ -39,6 +39,9 @@ struct MetadataConfig {
   bool block_instance_metadata = false;               // --block-instance-metadata
   bool disable_host_token = false;                    // --disable-host-token
   bool set_retry_after_header = false;                // --set-retry-after-header
+  // Pods' requests forwarded to IMDS in flight at most, overall and from one pod.
+  int proxy_max_concurrent = 32;         // --proxy-max-concurrent
+  int proxy_max_concurrent_per_pod = 4;  // --proxy-max-concurrent-per-pod
 };
 
 // How identities are found and how long a request may wait for them.

@@ -30,9 +30,12 @@ void registerServer(FlagSet& f, ServerConfig& c) {
         portInto(c.metrics_port));
   f.add({"io-threads", kServer, "threads serving connections", Origin::New},
         intInto(c.io_threads, 1, 64));
-  f.add({"max-connections", kServer, "open connections at most; more wait", Origin::New},
-        intInto(c.max_connections, 1, 1'000'000));
-  f.add({"max-connections-per-peer", kServer, "open connections from one address at most",
+  f.add(
+      {"max-connections", kServer,
+       "open connections at most; more are answered 503 (Retry-After: 1) and closed", Origin::New},
+      intInto(c.max_connections, 1, 1'000'000));
+  f.add({"max-connections-per-peer", kServer,
+         "open connections from one address at most; more are answered 429 (Retry-After: 1)",
          Origin::New},
         intInto(c.max_connections_per_peer, 1, 1'000'000));
   f.add({"header-read-timeout-sec", kServer, "time a client has to send its request head",
@@ -61,6 +64,13 @@ void registerMetadata(FlagSet& f, MetadataConfig& c) {
   f.add({"set-retry-after-header", kMetadata,
          "answer 503 with Retry-After while an identity is still being assigned"},
         boolInto(c.set_retry_after_header));
+  f.add({"proxy-max-concurrent", kMetadata,
+         "pods' requests forwarded to IMDS at once at most; more are answered 503", Origin::New},
+        intInto(c.proxy_max_concurrent, 1, 4096));
+  f.add({"proxy-max-concurrent-per-pod", kMetadata,
+         "requests forwarded to IMDS at once from one pod at most; more are answered 429",
+         Origin::New},
+        intInto(c.proxy_max_concurrent_per_pod, 1, 4096));
 }
 
 void registerIdentity(FlagSet& f, IdentityConfig& c) {

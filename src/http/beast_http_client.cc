@@ -7,6 +7,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -25,6 +26,7 @@
 
 #include "common/base64.h"
 #include "http/io_error.h"
+#include "http/response_reader.h"
 
 namespace nmi::http {
 
@@ -226,6 +228,52 @@ Task<Result<void>> establish(beast::tcp_stream& plain, const Url& url,
 
 }  // namespace
 
+namespace {
+
+// Writes `req`, then reads until `reader` has the final answer (interim responses consumed).
+template <class Stream>
+Task<Result<void>> writeAndRead(Stream& stream, beast::flat_buffer& buffer,
+                                bhttp::request<bhttp::string_body>& req, ResponseReader& reader,
+                                std::string_view what) {
+  error_code ec;
+  co_await bhttp::async_write(stream, req, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    co_return ioError(ec, what);
+  }
+  for (;;) {
+    if (buffer.size() > 0) {
+      const auto data = buffer.data();
+      auto used = reader.put(std::string_view(static_cast<const char*>(data.data()), data.size()));
+      if (!used) {
+        co_return makeError(used.error().code, fmt::format("{}: {}", what, used.error().message));
+      }
+      buffer.consume(*used);
+      if (reader.done()) {
+        co_return Result<void>{};
+      }
+    }
+    const std::size_t n = co_await stream.async_read_some(
+        buffer.prepare(16 * 1024), asio::redirect_error(asio::use_awaitable, ec));
+    buffer.commit(n);
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+      if (buffer.size() > 0) {
+        continue;  // parse what came with the end first
+      }
+      auto finished = reader.putEof();
+      if (!finished) {
+        co_return makeError(finished.error().code,
+                            fmt::format("{}: {}", what, finished.error().message));
+      }
+      co_return Result<void>{};
+    }
+    if (ec) {
+      co_return ioError(ec, what);
+    }
+  }
+}
+
+}  // namespace
+
 Task<Result<ClientResponse>> BeastHttpClient::exchange(const ConnectionPtr& connection,
                                                        const Url& url, const ClientRequest& request,
                                                        MonotonicTime deadline) {
@@ -245,38 +293,25 @@ Task<Result<ClientResponse>> BeastHttpClient::exchange(const ConnectionPtr& conn
   req.prepare_payload();
   req.keep_alive(true);
 
-  error_code ec;
   connection->lowest().expires_at(deadline);
-  bhttp::response_parser<bhttp::string_body> parser;
-  parser.header_limit(16 * 1024);
-  parser.body_limit(request.max_response_bytes);
+  ResponseReader::Limits limits;
+  limits.max_body_bytes = request.max_response_bytes;
+  ResponseReader reader(request.method == bhttp::verb::head, limits);
+  const std::string what = fmt::format("{} {}", std::string(req.method_string()), url.authority());
+  Result<void> read;
+  // (No co_await inside ?: — g++ 12 miscompiles it.)
   if (connection->tls) {
-    co_await bhttp::async_write(*connection->tls, req,
-                                asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec) {
-      co_await bhttp::async_read(*connection->tls, connection->buffer, parser,
-                                 asio::redirect_error(asio::use_awaitable, ec));
-    }
+    read = co_await writeAndRead(*connection->tls, connection->buffer, req, reader, what);
   } else {
-    co_await bhttp::async_write(*connection->plain, req,
-                                asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec) {
-      co_await bhttp::async_read(*connection->plain, connection->buffer, parser,
-                                 asio::redirect_error(asio::use_awaitable, ec));
-    }
+    read = co_await writeAndRead(*connection->plain, connection->buffer, req, reader, what);
   }
-  if (ec) {
-    co_return ioError(ec, fmt::format("{} {}", std::string(req.method_string()), url.authority()));
+  if (!read) {
+    connection->reusable = false;
+    co_return read.error();
   }
-  auto& res = parser.get();
-  connection->reusable = res.keep_alive();
-  ClientResponse out;
-  out.status = res.result_int();
-  for (const auto& field : res) {
-    out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  }
-  out.body = std::move(res.body());
-  co_return out;
+  // Reused only after a complete answer of known length with nothing after it.
+  connection->reusable = reader.reusable(connection->buffer.size());
+  co_return reader.take();
 }
 
 Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,

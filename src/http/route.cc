@@ -63,6 +63,40 @@ bool containsInOrder(std::string_view haystack, std::initializer_list<std::strin
   return true;
 }
 
+// Letters, digits, '-' and '_' only: no dot, so nothing a Windows HTTP stack folds (a trailing
+// dot or space) and nothing a server could read as a path operator.
+bool plainSegment(std::string_view segment) {
+  if (segment.empty()) {
+    return false;
+  }
+  for (const char c : segment) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_';
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool plainSegmentsFrom(const CanonicalTarget& t, std::size_t first) {
+  for (std::size_t i = first; i < t.segments.size(); ++i) {
+    if (!plainSegment(t.segments[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The IMDS categories forwarded besides /metadata/instance (docs/compat.md, "Forwarding").
+bool isForwardedCategory(const CanonicalTarget& t) {
+  return segmentsAre(t, {"metadata", "versions"}) ||
+         segmentsAre(t, {"metadata", "identity", "info"}) ||
+         segmentsAre(t, {"metadata", "attested", "document"}) ||
+         segmentsAre(t, {"metadata", "scheduledevents"}) ||
+         segmentsAre(t, {"metadata", "loadbalancer"});
+}
+
 bool isIdentityPath(const CanonicalTarget& t) {
   return segmentIs(t, 0, "metadata") && segmentIs(t, 1, "identity");
 }
@@ -102,10 +136,7 @@ Route classifyRoute(const CanonicalTarget& t) {
   if (segmentIs(t, 0, "host")) {
     return Route::HostNotFound;
   }
-  // A prefix match, as the original's `^/(?i:metadata)/instance` (so `/metadata/instancefoo` is
-  // blocked too when --block-instance-metadata is on).
-  if (segmentIs(t, 0, "metadata") && t.segments.size() > 1 && t.segments[1].size() >= 8 &&
-      equalsIgnoreCase(t.segments[1].substr(0, 8), "instance")) {
+  if (segmentIs(t, 0, "metadata") && segmentIs(t, 1, "instance") && plainSegmentsFrom(t, 2)) {
     return Route::InstanceMetadata;
   }
   // Other identity endpoints (IMDSv2's issuecredential, getplatformmetadata, ...) would act with
@@ -113,7 +144,18 @@ Route classifyRoute(const CanonicalTarget& t) {
   if (isIdentityPath(t) && !segmentsAre(t, {"metadata", "identity", "info"})) {
     return Route::BlockedIdentityPath;
   }
-  return Route::Proxy;
+  return isForwardedCategory(t) ? Route::Proxy : Route::NotFound;
+}
+
+std::string_view forwardMethods(const CanonicalTarget& t, Route route) {
+  switch (route) {
+    case Route::InstanceMetadata:
+      return "GET, HEAD";
+    case Route::Proxy:
+      return segmentsAre(t, {"metadata", "scheduledevents"}) ? "GET, HEAD, POST" : "GET, HEAD";
+    default:
+      return "";
+  }
 }
 
 std::string_view routeName(Route r) {
@@ -132,8 +174,10 @@ std::string_view routeName(Route r) {
       return "blocked_identity";
     case Route::Proxy:
       return "proxy";
+    case Route::NotFound:
+      return "not_found";
   }
-  return "proxy";
+  return "not_found";
 }
 
 bool isMetadataPath(const CanonicalTarget& t) {

@@ -1,5 +1,6 @@
 #include "http/route.h"
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <map>
@@ -149,7 +150,7 @@ TEST(RouteTest, ClassifiesHostPaths) {
       {"/Host/x", Route::HostNotFound},
       {"/host/token/x", Route::HostNotFound},
       {"/host/token/..", Route::HostNotFound},
-      {"/hostx/token", Route::Proxy},
+      {"/hostx/token", Route::NotFound},
   });
 }
 
@@ -159,6 +160,9 @@ TEST(RouteTest, ClassifiesMetadataPaths) {
       {"/Metadata/instance/", Route::InstanceMetadata},
       {"/metadata/INSTANCE/compute?api-version=2021-02-01", Route::InstanceMetadata},
       {"/metadata\\instance\\network", Route::InstanceMetadata},
+      {"/metadata/instance/network/interface/0/ipv4/ipAddress/0/privateIpAddress",
+       Route::InstanceMetadata},
+      {"/metadata/instance/compute/tags_list-2", Route::InstanceMetadata},
       {"/metadata/identity/info", Route::Proxy},
       {"/metadata/identity/info/", Route::Proxy},
       {"/METADATA/IDENTITY/INFO?api-version=2018-02-01", Route::Proxy},
@@ -172,14 +176,49 @@ TEST(RouteTest, ClassifiesMetadataPaths) {
       {"/metadata/attested/document", Route::Proxy},
       {"/metadata/scheduledevents", Route::Proxy},
       {"/metadata/loadbalancer", Route::Proxy},
-      {"/metadata/identityx", Route::Proxy},
-      {"/metadata", Route::Proxy},
-      {"/metadata/", Route::Proxy},
-      {"/doesnotexist", Route::Proxy},
-      {"/", Route::Proxy},
-      {"/token", Route::Proxy},
-      {"/x/metadata/instance", Route::Proxy},
+      {"/Metadata/LoadBalancer/", Route::Proxy},
   });
+}
+
+// Seam 7 of issue 10: forwarding is by allowlist; anything else is answered by nmi.
+TEST(RouteTest, ForwardsOnlyTheDocumentedCategories) {
+  expectOutcomes({
+      // Spellings a Windows HTTP stack folds into an identity endpoint.
+      {"/metadata/identity./issuecredential", Route::NotFound},
+      {"/metadata./identity/getplatformmetadata", Route::NotFound},
+      {"/metadata/instance./compute", Route::NotFound},
+      {"/metadata/instance/compute.", Route::NotFound},
+      {"/metadata/instance/compute~1", Route::NotFound},
+      {"/metadata/instance/.%2e./identity", Route::NotFound},
+      {"/metadata/instancefoo", Route::NotFound},
+      {"/metadata/versions/x", Route::NotFound},
+      {"/metadata/attested", Route::NotFound},
+      {"/metadata/attested/document/x", Route::NotFound},
+      {"/metadata/scheduledevents.", Route::NotFound},
+      {"/metadata/identityx", Route::NotFound},
+      {"/metadata", Route::NotFound},
+      {"/metadata/", Route::NotFound},
+      {"/doesnotexist", Route::NotFound},
+      {"/", Route::NotFound},
+      {"/token", Route::NotFound},
+      {"/x/metadata/instance", Route::NotFound},
+      {"/latest/meta-data/", Route::NotFound},
+      {"/metadata/THIM/amd/certification", Route::NotFound},
+  });
+}
+
+TEST(RouteTest, NamesTheMethodsForwarded) {
+  const auto methods = [](std::string_view target) {
+    const Result<CanonicalTarget> t = canonicalizeTarget(target);
+    EXPECT_TRUE(t.has_value()) << target;
+    return std::string(forwardMethods(*t, classifyRoute(*t)));
+  };
+  EXPECT_EQ(methods("/metadata/instance/compute"), "GET, HEAD");
+  EXPECT_EQ(methods("/metadata/versions"), "GET, HEAD");
+  EXPECT_EQ(methods("/metadata/scheduledevents?api-version=2020-07-01"), "GET, HEAD, POST");
+  EXPECT_EQ(methods("/metadata/identity/oauth2/token"), "");
+  EXPECT_EQ(methods("/metadata/identity/issuecredential"), "");
+  EXPECT_EQ(methods("/nothing"), "");
 }
 
 TEST(RouteTest, NamesEveryRouteDistinctly) {
@@ -191,6 +230,7 @@ TEST(RouteTest, NamesEveryRouteDistinctly) {
       {Route::InstanceMetadata, "instance"},
       {Route::BlockedIdentityPath, "blocked_identity"},
       {Route::Proxy, "proxy"},
+      {Route::NotFound, "not_found"},
   };
   for (const auto& [route, name] : expected) {
     EXPECT_EQ(routeName(route), name);
@@ -248,6 +288,21 @@ std::string checkInvariants(const CanonicalTarget& t) {
         lower == "/metadata/identity" || lower.starts_with("/metadata/identity/");
     if (identity_path && lower != "/metadata/identity/info") {
       return "an identity path other than info is forwarded";
+    }
+    // Only the documented categories, and only segments no server would fold or interpret.
+    static const std::array<std::string_view, 5> kExact = {
+        "/metadata/versions", "/metadata/identity/info", "/metadata/attested/document",
+        "/metadata/scheduledevents", "/metadata/loadbalancer"};
+    const bool exact = std::find(kExact.begin(), kExact.end(), lower) != kExact.end();
+    if (!exact && lower != "/metadata/instance" && !lower.starts_with("/metadata/instance/")) {
+      return "a path outside the allowlist is forwarded";
+    }
+    for (const std::string& segment : t.segments) {
+      if (segment.find_first_not_of(
+              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
+          std::string::npos) {
+        return "a forwarded segment holds a character other than letters, digits, - and _";
+      }
     }
   }
   if (route == Route::Token && lower != "/metadata/identity/oauth2/token") {
@@ -313,10 +368,16 @@ class RandomTargets {
       "metadata", "identity", "oauth2", "token",  "host", "instance", "info",
       ".",        "..",       "%2E",    "%2e%2E", "",     "x"};
   const std::vector<std::vector<std::string_view>> templates_ = {
-      {"metadata", "identity", "oauth2", "token"}, {"metadata", "identity", "oauth2", "token"},
-      {"metadata", "identity", "oauth2", "token"}, {"host", "token"},
-      {"metadata", "instance", "compute"},         {"metadata", "identity", "info"},
-      {"metadata", "identity", "issuecredential"}, {"metadata", "versions"},
+      {"metadata", "identity", "oauth2", "token"},
+      {"metadata", "identity", "oauth2", "token"},
+      {"metadata", "identity", "oauth2", "token"},
+      {"host", "token"},
+      {"metadata", "instance", "compute"},
+      {"metadata", "identity", "info"},
+      {"metadata", "identity", "issuecredential"},
+      {"metadata", "versions"},
+      {"metadata", "versions"},
+      {"metadata", "identity", "info"},
   };
   static constexpr std::array<std::string_view, 12> kQueryPieces = {
       "resource=x", "&", "a", "=", "resource=y", "%", "%4", "+", ";", "client_id=%41", "%00", "=b"};
@@ -383,7 +444,8 @@ TEST(RouteTest, RandomTargetsKeepTheSecurityInvariants) {
   EXPECT_GT(refused, 1000);
   EXPECT_GT(seen[Route::Token], 100);
   EXPECT_GT(seen[Route::InvalidTokenPath], 100);
-  EXPECT_GT(seen[Route::Proxy], 500);
+  EXPECT_GT(seen[Route::Proxy] + seen[Route::NotFound], 500);
+  EXPECT_GT(seen[Route::Proxy], 20);
   EXPECT_GT(seen[Route::HostToken] + seen[Route::HostNotFound], 100);
   EXPECT_GT(seen[Route::InstanceMetadata] + seen[Route::BlockedIdentityPath], 100);
 }

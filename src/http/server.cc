@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
 #include <exception>
 #include <optional>
@@ -22,6 +23,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 #include <spdlog/spdlog.h>
 
@@ -51,11 +53,12 @@ namespace {
 
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
-Response errorResponse(bhttp::status status, std::string_view description, unsigned version) {
+Response errorResponse(bhttp::status status, std::string_view description, unsigned version,
+                       std::string_view error = "invalid_request") {
   Response res{status, version};
   res.set(bhttp::field::content_type, "application/json; charset=utf-8");
-  res.body() = std::string(R"({"error":"invalid_request","error_description":")") +
-               std::string(description) + "\"}\n";
+  res.body() = std::string(R"({"error":")") + std::string(error) +
+               R"(","error_description":")" + std::string(description) + "\"}\n";
   res.keep_alive(false);
   res.prepare_payload();
   return res;
@@ -291,7 +294,7 @@ void Server::startSession(tcp::socket socket) {
     if (metrics_ != nullptr) {
       metrics_->connections_rejected.Add({{"reason", reason}}).Increment();
     }
-    socket.close(ec);
+    refuse(std::move(socket), std::string_view(reason) == "max_connections_per_peer");
     return;
   }
   socket.set_option(tcp::no_delay(true), ec);
@@ -307,6 +310,48 @@ void Server::startSession(tcp::socket socket) {
     metrics_->connections_active.Increment();
   }
   asio::co_spawn(connection->stream.get_executor(), session(connection), asio::detached);
+}
+
+void Server::refuse(tcp::socket socket, bool per_peer) {
+  {
+    const std::lock_guard lock(mu_);
+    if (refusing_ >= limits_.max_refusals_in_flight) {
+      error_code ec;
+      socket.close(ec);  // a flood: no answer can be afforded
+      return;
+    }
+    ++refusing_;
+  }
+  const auto executor = socket.get_executor();
+  asio::co_spawn(executor, refusal(std::move(socket), per_peer), asio::detached);
+}
+
+Task<void> Server::refusal(tcp::socket socket, bool per_peer) {
+  beast::tcp_stream stream(std::move(socket));
+  Response res =
+      per_peer ? errorResponse(bhttp::status::too_many_requests,
+                               "Too many connections from this address", 11, "too_many_requests")
+               : errorResponse(bhttp::status::service_unavailable, "Too many connections", 11,
+                               "service_unavailable");
+  res.set(bhttp::field::retry_after, "1");
+  error_code ec;
+  stream.expires_after(limits_.refusal_linger);
+  co_await bhttp::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec) {
+    // A lingering close: the client's request is still unread, and closing a socket with unread
+    // data resets the connection, which can destroy the answer before the client reads it. Read
+    // and drop what comes (bounded in bytes and time) until the client closes.
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    std::array<char, 4096> sink{};
+    std::size_t drained = 0;
+    while (!ec && drained < 64 * 1024) {
+      drained += co_await stream.async_read_some(asio::buffer(sink),
+                                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  stream.socket().close(ec);
+  const std::lock_guard lock(mu_);
+  --refusing_;
 }
 
 void Server::acceptPendingAndClose() {
@@ -433,9 +478,20 @@ Task<void> Server::session(std::shared_ptr<Connection> connection) {
     const bool keep_alive =
         response.keep_alive() && request.keep_alive() && !draining && !watch.fired();
     response.keep_alive(keep_alive);
-    response.prepare_payload();
+    const bool head = request.method() == bhttp::verb::head;
+    // The answer to HEAD is the head only. A handler that knows the length of the body it is not
+    // sending (a proxied HEAD) sets Content-Length and leaves the body empty.
+    if (!head || !response.body().empty() || !response.has_content_length()) {
+      response.prepare_payload();
+    }
     stream.expires_after(limits_.write_timeout);
-    co_await bhttp::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+    if (head) {
+      bhttp::response_serializer<bhttp::string_body> serializer{response};
+      co_await bhttp::async_write_header(stream, serializer,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      co_await bhttp::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+    }
     if (ec || !keep_alive) {
       break;
     }

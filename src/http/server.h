@@ -63,8 +63,14 @@ struct ServerLimits {
   std::chrono::milliseconds header_timeout{10'000};  // first byte to end of request
   std::chrono::milliseconds idle_timeout{60'000};    // between requests on a keep-alive connection
   std::chrono::milliseconds write_timeout{10'000};
+  // Connections over these limits are answered at once (429 with Retry-After: 1 over the
+  // per-peer limit, 503 over the total) and closed; they never wait.
   int max_connections = 4096;
   int max_connections_per_peer = 128;
+  // Refusals being written and lingered at once at most (beyond, a connection is just closed),
+  // and how long one may take.
+  int max_refusals_in_flight = 256;
+  std::chrono::milliseconds refusal_linger{1'000};
 };
 
 // An HTTP/1.1 server on Boost.Beast: one coroutine per connection on its own strand, keep-alive,
@@ -95,6 +101,9 @@ class Server {
   struct Connection;
   Task<void> acceptLoop();
   void startSession(boost::asio::ip::tcp::socket socket);
+  // Answers a connection over a limit (429 per peer, 503 overall) and closes it.
+  void refuse(boost::asio::ip::tcp::socket socket, bool per_peer);
+  Task<void> refusal(boost::asio::ip::tcp::socket socket, bool per_peer);
   void acceptPendingAndClose();
   Task<void> session(std::shared_ptr<Connection> connection);
   Task<Response> runHandler(Request& request, const RequestContext& context);
@@ -116,6 +125,7 @@ class Server {
   bool listener_closed_ = false;  // set by acceptPendingAndClose(), once the queue is taken
   std::unordered_set<std::shared_ptr<Connection>> connections_;
   std::unordered_map<std::string, int> per_peer_;
+  int refusing_ = 0;
 };
 
 }  // namespace nmi::http

@@ -35,6 +35,16 @@ std::uint64_t digest(const AuditLog::Delivery& d) {
 
 }  // namespace
 
+std::string AuditLog::line(const Delivery& d) {
+  return fmt::format(
+      "token delivered endpoint={} pod={} pod_uid={} identity={} client_id={} resource={} "
+      "expires_on={}",
+      d.endpoint, quoteLogValue(std::string(d.pod_ns) + "/" + std::string(d.pod_name)),
+      quoteLogValue(d.pod_uid), quoteLogValue(d.identity),
+      quoteLogValue(identity::redactClientId(d.client_id)), quoteLogValue(d.resource),
+      d.expires_on);
+}
+
 bool AuditLog::record(const Delivery& d) {
   metrics_.token_deliveries.Increment();
   const std::uint64_t key = digest(d);
@@ -50,11 +60,7 @@ bool AuditLog::record(const Delivery& d) {
     }
   }
   static const auto log = logger("nmi.audit");
-  log->info(
-      "token delivered endpoint={} pod={}/{} pod_uid={} identity={} client_id={} "
-      "resource={} expires_on={}",
-      d.endpoint, d.pod_ns, d.pod_name, d.pod_uid, d.identity,
-      identity::redactClientId(d.client_id), d.resource, d.expires_on);
+  log->info("{}", line(d));
   return true;
 }
 

@@ -35,6 +35,11 @@ class AuditLog {
   // Counts the delivery; logs it when it is the first of its kind. Returns whether it logged.
   bool record(const Delivery& delivery);
 
+  // The log line of a delivery: key=value fields whose values are quoted and escaped
+  // (quoteLogValue), so that a value from the pod (the resource) cannot forge another field.
+  // The client id is redacted. Pure.
+  static std::string line(const Delivery& delivery);
+
  private:
   metrics::NmiMetrics& metrics_;
   const std::size_t capacity_;

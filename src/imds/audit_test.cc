@@ -31,5 +31,28 @@ TEST(AuditLogTest, ForgetsTheOldestBeyondItsCapacity) {
   EXPECT_TRUE(audit.record(delivery("a", 1)));
 }
 
+// Seam 6 of issue 10: the resource comes from the pod; it must not be able to forge the fields
+// that say who got which identity.
+TEST(AuditLogTest, ValuesAreQuotedSoThatNoFieldCanBeForged) {
+  AuditLog::Delivery d = delivery("uid-a", 100);
+  const std::string forged =
+      "https://r\" pod=\"victim/web\" identity=\"victim/admin\"\nfake line identity=x";
+  d.resource = forged;
+  const std::string line = AuditLog::line(d);
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+  EXPECT_EQ(line,
+            "token delivered endpoint=token pod=\"ns/pod\" pod_uid=\"uid-a\" identity=\"ns/id\" "
+            "client_id=\"cid\" resource=\"https://r\\\" pod=\\\"victim/web\\\" "
+            "identity=\\\"victim/admin\\\"\\x0afake line identity=x\" expires_on=100");
+  // Splitting on unescaped quotes gives back exactly the fields written.
+  int unescaped_quotes = 0;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    if (line[i] == '"' && (i == 0 || line[i - 1] != '\\')) {
+      ++unescaped_quotes;
+    }
+  }
+  EXPECT_EQ(unescaped_quotes, 10);  // five quoted values
+}
+
 }  // namespace
 }  // namespace nmi::imds

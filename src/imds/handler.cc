@@ -183,6 +183,11 @@ bool listsToken(std::string_view list, std::string_view token) {
   return false;
 }
 
+// Whether `method` is one of the comma-separated methods in `allowed`.
+bool methodListed(std::string_view allowed, std::string_view method) {
+  return !method.empty() && listsToken(allowed, method);
+}
+
 bool isHopByHop(std::string_view name, const http::Request& request) {
   static constexpr std::string_view kHop[] = {"connection",
                                               "keep-alive",
@@ -218,7 +223,8 @@ ImdsHandler::ImdsHandler(HandlerOptions options, identity::IdentitySource& sourc
       proxy_client_(proxy_client),
       clock_(clock),
       metrics_(metrics),
-      audit_(audit) {}
+      audit_(audit),
+      proxy_slots_(options_.proxy_max_concurrent, options_.proxy_max_per_pod) {}
 
 Task<http::Response> ImdsHandler::handle(http::Request& request,
                                          const http::RequestContext& context) {
@@ -255,14 +261,17 @@ Task<http::Response> ImdsHandler::handle(http::Request& request,
         if (options_.block_instance_metadata) {
           response = makeReply(Reply::InstanceBlocked, version);
         } else {
-          response = co_await proxy(request, *target, context);
+          response = co_await proxy(request, *target, route, context);
         }
         break;
       case http::Route::BlockedIdentityPath:
         response = makeReply(Reply::IdentityPathBlocked, version);
         break;
       case http::Route::Proxy:
-        response = co_await proxy(request, *target, context);
+        response = co_await proxy(request, *target, route, context);
+        break;
+      case http::Route::NotFound:
+        response = makeReply(Reply::NotFound, version);
         break;
     }
   }
@@ -356,7 +365,6 @@ Task<http::Response> ImdsHandler::hostToken(const http::Request& request,
   if (outcome.resource.empty()) {
     co_return makeReply(Reply::ResourceMissing, version);
   }
-  outcome.pod_ns = pod_ns;
   const MonotonicTime pod_deadline = context.received_at + options_.pod_wait;
   std::optional<identity::PodInfo> pod;
   for (;;) {
@@ -379,9 +387,12 @@ Task<http::Response> ImdsHandler::hostToken(const http::Request& request,
     }
   }
   if (!pod) {
-    outcome.detail = fmt::format("pod {}/{} doesn't exist", pod_ns, pod_name);
+    outcome.detail = fmt::format("pod {} doesn't exist", quoteLogValue(pod_ns + "/" + pod_name));
     co_return makeReply(Reply::IdentityNotFound, version);
   }
+  // Only now, with the pod found in the cache, may its namespace become a metric label: the
+  // header alone is whatever the caller wrote.
+  outcome.pod_ns = pod->ns;
   const identity::IdentityRequest wanted = identityRequest(target);
   const std::string resource = outcome.resource;
   co_return co_await decideAndFetch(request, *pod, wanted, resource, true, context, outcome);
@@ -497,15 +508,33 @@ Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,
 }
 
 Task<http::Response> ImdsHandler::proxy(const http::Request& request,
-                                        const http::CanonicalTarget& target,
+                                        const http::CanonicalTarget& target, http::Route route,
                                         const http::RequestContext& context) {
   const unsigned version = request.version();
-  if (options_.metadata_header_required || http::isMetadataPath(target)) {
-    if (const auto reply = metadataCheck(request, options_.metadata_header_required)) {
-      co_return makeReply(*reply, version);
-    }
+  // Every forwarded path is a /metadata path: IMDS's header rules apply (unless turned off).
+  if (const auto reply = metadataCheck(request, options_.metadata_header_required)) {
+    co_return makeReply(*reply, version);
+  }
+  const std::string_view allowed = http::forwardMethods(target, route);
+  if (!methodListed(allowed, request.method_string())) {
+    http::Response refused = makeReply(Reply::MethodNotAllowed, version);
+    refused.set(bhttp::field::allow, allowed);
+    co_return refused;
+  }
+  // A budget of its own, shared fairly: one pod cannot hold every slot.
+  const std::string peer = peerAddress(context.peer);
+  const ConcurrencyLimiter::Permit slot = proxy_slots_.tryAcquire(peer);
+  if (!slot.granted()) {
+    const bool pod_limit = slot.refusal() == ConcurrencyLimiter::Refusal::KeyLimit;
+    // Counted by nmi_requests_total{route,code}; a debug line only, so a looping pod cannot
+    // flood the log.
+    log()->debug("proxy to imds refused path={} remote={} reason={}", target.path, peer,
+                 pod_limit ? "per-pod limit" : "proxy budget exhausted");
+    co_return makeReply(pod_limit ? Reply::ProxyBusyForPod : Reply::ProxyOverloaded, version);
   }
   // Forward the canonical target, never the raw bytes: IMDS sees exactly what was classified.
+  // Hop-by-hop headers, Expect (nmi has the whole body already; an interim answer is nmi's to
+  // consume, never the pod's), Host and the framing headers are not forwarded.
   http::ClientRequest out;
   out.method = request.method();
   out.url = "http://" + options_.metadata_endpoint + target.target();
@@ -513,7 +542,7 @@ Task<http::Response> ImdsHandler::proxy(const http::Request& request,
   for (const auto& field : request) {
     const std::string_view name = field.name_string();
     if (isHopByHop(name, request) || boost::beast::iequals(name, "host") ||
-        boost::beast::iequals(name, "content-length")) {
+        boost::beast::iequals(name, "content-length") || boost::beast::iequals(name, "expect")) {
       continue;
     }
     out.headers.emplace_back(std::string(name), std::string(field.value()));
@@ -532,17 +561,23 @@ Task<http::Response> ImdsHandler::proxy(const http::Request& request,
   }
   metrics_.countUpstream("proxy", static_cast<int>(result->status));
   http::Response response{static_cast<bhttp::status>(result->status), version};
+  const bool head = request.method() == bhttp::verb::head;
   const std::string upstream_connection(result->header("Connection").value_or(""));
   for (const auto& [name, value] : result->headers) {
+    const bool length = boost::beast::iequals(name, "content-length");
     if (listsToken(upstream_connection, name) || boost::beast::iequals(name, "connection") ||
         boost::beast::iequals(name, "keep-alive") ||
-        boost::beast::iequals(name, "transfer-encoding") ||
-        boost::beast::iequals(name, "content-length") || boost::beast::iequals(name, "upgrade") ||
-        boost::beast::iequals(name, "proxy-connection") || boost::beast::iequals(name, "te") ||
-        boost::beast::iequals(name, "trailer")) {
+        boost::beast::iequals(name, "transfer-encoding") || (length && !head) ||
+        boost::beast::iequals(name, "upgrade") || boost::beast::iequals(name, "proxy-connection") ||
+        boost::beast::iequals(name, "te") || boost::beast::iequals(name, "trailer")) {
       continue;
     }
     response.insert(name, value);
+  }
+  if (head) {
+    // The answer to HEAD keeps IMDS's Content-Length and has no body; the server sends the head
+    // only.
+    co_return response;
   }
   response.body() = std::move(result->body);
   response.prepare_payload();

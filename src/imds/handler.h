@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/concurrency_limiter.h"
 #include "http/client.h"
 #include "http/request_target.h"
 #include "http/route.h"
@@ -35,10 +36,16 @@ struct HandlerOptions {
   // The real IMDS, for proxied paths (host:port).
   std::string metadata_endpoint = "169.254.169.254:80";
   std::chrono::milliseconds proxy_timeout{10'000};
+  // Forwarded (proxied) requests in flight at most, overall and from one pod address. Pods'
+  // forwarded traffic has a client and a budget of its own: it never shares a connection or a
+  // slot with nmi's own token requests.
+  std::size_t proxy_max_concurrent = 32;
+  std::size_t proxy_max_per_pod = 4;
 };
 
 // nmi's IMDS face: routes every request (after one canonicalisation) to the token endpoint, the
-// host token endpoint, a refusal, or the proxy to the real IMDS. Runs on connection strands;
+// host token endpoint, a refusal, or the proxy to the real IMDS (`proxy_client` must be used
+// for nothing else). Runs on connection strands;
 // waits are event-driven (IdentitySource::changes()) and end when the client leaves.
 class ImdsHandler final : public http::Handler {
  public:
@@ -55,7 +62,7 @@ class ImdsHandler final : public http::Handler {
   Task<http::Response> hostToken(const http::Request& request, const http::CanonicalTarget& target,
                                  const http::RequestContext& context, Outcome& outcome);
   Task<http::Response> proxy(const http::Request& request, const http::CanonicalTarget& target,
-                             const http::RequestContext& context);
+                             http::Route route, const http::RequestContext& context);
   // Waits for the decision about `pod`'s identity (re-evaluating on every change) and gets the
   // token. Shared by both token endpoints.
   Task<http::Response> decideAndFetch(const http::Request& request, const identity::PodInfo& pod,
@@ -70,6 +77,7 @@ class ImdsHandler final : public http::Handler {
   const Clock& clock_;
   metrics::NmiMetrics& metrics_;
   AuditLog& audit_;
+  ConcurrencyLimiter proxy_slots_;
 };
 
 }  // namespace nmi::imds

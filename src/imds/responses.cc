@@ -50,10 +50,14 @@ ReplySpec specFor(Reply reply) {
       return {403, "forbidden", "The token request for this identity was refused", ""};
     case Reply::NotFound:
       return {404, "not_found", "Not found", ""};
+    case Reply::MethodNotAllowed:
+      return {405, "method_not_allowed", "The method is not allowed on this path", ""};
     case Reply::IdentityNotFound:
       return {404, "not_found", "No identity is assigned to this pod for this request", ""};
     case Reply::TooManyRequests:
       return {429, "too_many_requests", "Too many token requests from this pod", "1"};
+    case Reply::ProxyBusyForPod:
+      return {429, "too_many_requests", "Too many concurrent requests from this pod", "1"};
     case Reply::PodNotFound:
       return {500, "server_error", "No pod on this node has the request's source address", ""};
     case Reply::PodConflict:
@@ -64,6 +68,9 @@ ReplySpec specFor(Reply reply) {
       return {503, "service_unavailable", "The identity is not assigned yet", "20"};
     case Reply::TokenUnavailable:
       return {503, "service_unavailable", "A token could not be obtained at this time", ""};
+    case Reply::ProxyOverloaded:
+      return {503, "service_unavailable", "Too many requests to the instance metadata service",
+              "1"};
     case Reply::UpstreamUnreachable:
       return {502, "service_unavailable", "The instance metadata service is unavailable", ""};
     case Reply::UpstreamTimeout:

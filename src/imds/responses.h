@@ -26,14 +26,17 @@ enum class Reply {
   InstanceBlocked,           // 403: --block-instance-metadata
   IdentityPathBlocked,       // 403: other /metadata/identity endpoints (e.g. IMDSv2 credentials)
   TokenRefused,              // 403: IMDS or Azure AD refused the token request
-  NotFound,                  // 404: unknown path under /host
+  NotFound,                  // 404: a path nmi neither serves nor forwards
+  MethodNotAllowed,          // 405: a forwarded path with a method IMDS does not take there
   IdentityNotFound,          // 404: no identity for this pod (and request)
   TooManyRequests,           // 429: per-pod limits (Retry-After: 1)
+  ProxyBusyForPod,           // 429: the pod has its share of forwarded requests in flight
   PodNotFound,               // 500: no pod on this node has the caller's address
   PodConflict,               // 500: several live pods claim the caller's address
   NotReady,                  // 503: identity data not synced yet (Retry-After: 1)
   IdentityNotReady,  // 503 + Retry-After: 20: identity not assigned yet (--set-retry-after-header)
   TokenUnavailable,  // 503: token acquisition failed (network, credential, budget)
+  ProxyOverloaded,   // 503: every forwarding slot is busy (Retry-After: 1)
   UpstreamUnreachable,  // 502: IMDS could not be reached by the proxy
   UpstreamTimeout,      // 504: IMDS did not answer the proxy in time
   Internal,             // 500

@@ -315,8 +315,19 @@ Task<Result<ApiResponse>> BeastApiTransport::getOnce(const std::string& target,
     parser.header_limit(kHeaderLimit);
     parser.body_limit(std::max(max_body, kMaxErrorBodyBytes));
     if (!ec) {
-      co_await bhttp::async_read(connection->stream, connection->buffer, parser,
-                                 asio::redirect_error(asio::use_awaitable, ec));
+      // Head first: Beast 1.74 reading head and body in one go forgets a Content-Length over the
+      // body limit (and string_body reserves that length).
+      co_await bhttp::async_read_header(connection->stream, connection->buffer, parser,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (!ec) {
+      const auto length = parser.content_length();
+      if (length && *length > std::max(max_body, kMaxErrorBodyBytes)) {
+        ec = bhttp::error::body_limit;
+      } else if (!parser.is_done()) {
+        co_await bhttp::async_read(connection->stream, connection->buffer, parser,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+      }
     }
     if (cancelled(cancel)) {
       connection->close();

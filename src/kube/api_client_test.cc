@@ -342,6 +342,19 @@ TEST_F(ApiClientTest, ABodyOverTheCapIsRefused) {
   EXPECT_EQ(answer.error().code, ErrorCode::ResourceExhausted);
 }
 
+// A Content-Length far over the cap, with the first body bytes in the same packet: refused,
+// never allocated (Beast 1.74 would reserve the announced length).
+TEST_F(ApiClientTest, AHugeAnnouncedLengthIsRefusedWithoutAllocatingIt) {
+  LoopbackApiServer server([](const Seen&) {
+    return std::vector<Piece>{
+        {0ms, "HTTP/1.1 200 OK\r\nContent-Length: 999999999999999\r\n\r\n{\"kind\":"}};
+  });
+  auto t = transport(server);
+  auto answer = get(*t, "/api/v1/namespaces/a/secrets/b", 1000);
+  ASSERT_FALSE(answer.has_value());
+  EXPECT_EQ(answer.error().code, ErrorCode::ResourceExhausted);
+}
+
 TEST_F(ApiClientTest, TheServerCertificateIsVerified) {
   LoopbackApiServer server([](const Seen&) {
     return std::vector<Piece>{{0ms, plain(200, "OK", "{}")}};

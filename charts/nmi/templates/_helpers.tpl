@@ -71,6 +71,8 @@ table against the flags of the nmi binary.
 - [blockInstanceMetadata, block-instance-metadata]
 - [disableHostToken, disable-host-token]
 - [setRetryAfterHeader, set-retry-after-header]
+- [proxyMaxConcurrent, proxy-max-concurrent]
+- [proxyMaxConcurrentPerPod, proxy-max-concurrent-per-pod]
 - [operationMode, operation-mode]
 - [forceNamespaced, forceNamespaced]
 - [micNamespace, MICNamespace]

@@ -1,0 +1,212 @@
+#include "http/response_reader.h"
+
+#include <string>
+#include <string_view>
+
+#include <gtest/gtest.h>
+
+namespace nmi::http {
+namespace {
+
+struct Outcome {
+  bool ok = false;
+  bool done = false;
+  ClientResponse response;
+  int interim = 0;
+  std::size_t leftover = 0;
+  bool reusable = false;
+};
+
+// Feeds `wire` in pieces of `step` bytes (0: all at once), as a connection would deliver it,
+// then the end of the connection when `eof`.
+Outcome readAll(std::string_view wire, bool head = false, std::size_t step = 0, bool eof = false,
+                ResponseReader::Limits limits = {}) {
+  ResponseReader reader(head, limits);
+  std::string pending;
+  std::size_t offset = 0;
+  Outcome out;
+  while (!reader.done()) {
+    if (offset < wire.size()) {
+      const std::size_t n = step == 0 ? wire.size() - offset : std::min(step, wire.size() - offset);
+      pending.append(wire.substr(offset, n));
+      offset += n;
+    } else if (eof) {
+      if (!pending.empty()) {
+        return out;  // bytes the reader would not take
+      }
+      out.ok = static_cast<bool>(reader.putEof());
+      break;
+    } else {
+      out.ok = true;  // waiting for more
+      break;
+    }
+    auto used = reader.put(pending);
+    if (!used) {
+      return out;
+    }
+    pending.erase(0, *used);
+  }
+  out.done = reader.done();
+  out.ok = out.ok || out.done;
+  out.interim = reader.interimCount();
+  out.leftover = pending.size() + (wire.size() - offset);
+  out.reusable = reader.reusable(out.leftover);
+  if (out.done) {
+    out.response = reader.take();
+  }
+  return out;
+}
+
+constexpr std::string_view kOk =
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+    "11\r\n\r\n{\"a\":\"one\"}";
+
+TEST(ResponseReader, PlainResponseIsReusable) {
+  for (std::size_t step : {0, 1, 3, 7}) {
+    const auto out = readAll(kOk, false, step);
+    ASSERT_TRUE(out.done) << step;
+    EXPECT_EQ(out.response.status, 200U);
+    EXPECT_EQ(out.response.body, "{\"a\":\"one\"}");
+    EXPECT_EQ(out.interim, 0);
+    EXPECT_TRUE(out.reusable);
+  }
+}
+
+// Seam 1 of issue 10: an interim 100 Continue is not the answer; the real answer is read, and
+// nothing is left in the connection for the next request.
+TEST(ResponseReader, InterimContinueIsConsumedNotTakenAsTheAnswer) {
+  const std::string wire = "HTTP/1.1 100 Continue\r\n\r\n" + std::string(kOk);
+  for (std::size_t step : {0, 1, 5}) {
+    const auto out = readAll(wire, false, step);
+    ASSERT_TRUE(out.done) << step;
+    EXPECT_EQ(out.response.status, 200U);
+    EXPECT_EQ(out.response.body, "{\"a\":\"one\"}");
+    EXPECT_EQ(out.interim, 1);
+    EXPECT_TRUE(out.reusable);
+    EXPECT_EQ(out.leftover, 0U);
+  }
+}
+
+TEST(ResponseReader, SeveralInterimResponsesWithHeaders) {
+  const std::string wire =
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+      "HTTP/1.1 102 Processing\r\nContent-Length: 5\r\n\r\n" +
+      std::string(kOk);
+  const auto out = readAll(wire);
+  ASSERT_TRUE(out.done);
+  EXPECT_EQ(out.response.status, 200U);
+  EXPECT_EQ(out.interim, 3);
+  EXPECT_EQ(out.response.body, "{\"a\":\"one\"}");
+}
+
+TEST(ResponseReader, TooManyInterimResponsesFail) {
+  std::string wire;
+  for (int i = 0; i < 9; ++i) {
+    wire += "HTTP/1.1 100 Continue\r\n\r\n";
+  }
+  wire += kOk;
+  EXPECT_FALSE(readAll(wire).ok);
+  ResponseReader::Limits more;
+  more.max_interim = 9;
+  EXPECT_TRUE(readAll(wire, false, 0, false, more).done);
+}
+
+TEST(ResponseReader, SwitchingProtocolsFails) {
+  EXPECT_FALSE(
+      readAll("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n" + std::string(kOk))
+          .ok);
+}
+
+// Seam 2 of issue 10: the answer to HEAD has no body, whatever Content-Length says.
+TEST(ResponseReader, HeadAnswerHasNoBody) {
+  const auto out = readAll("HTTP/1.1 200 OK\r\nContent-Length: 1295\r\n\r\n", true);
+  ASSERT_TRUE(out.done);
+  EXPECT_EQ(out.response.body, "");
+  EXPECT_EQ(out.response.header("Content-Length").value_or(""), "1295");
+  EXPECT_TRUE(out.reusable);
+  // The same bytes to a GET are an unfinished answer.
+  const auto get = readAll("HTTP/1.1 200 OK\r\nContent-Length: 1295\r\n\r\n", false);
+  EXPECT_FALSE(get.done);
+  EXPECT_TRUE(get.ok);
+}
+
+TEST(ResponseReader, ChunkedBodyIsReusable) {
+  const auto out = readAll(
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n",
+      false, 2);
+  ASSERT_TRUE(out.done);
+  EXPECT_EQ(out.response.body, "abcdefg");
+  EXPECT_TRUE(out.reusable);
+}
+
+TEST(ResponseReader, BodyUntilCloseIsNeverReusable) {
+  const auto out = readAll("HTTP/1.1 200 OK\r\n\r\nuntil the end", false, 4, true);
+  ASSERT_TRUE(out.done);
+  EXPECT_EQ(out.response.body, "until the end");
+  EXPECT_FALSE(out.reusable);
+}
+
+TEST(ResponseReader, EofInsideALengthFramedBodyFails) {
+  EXPECT_FALSE(readAll("HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", false, 0, true).ok);
+  EXPECT_FALSE(readAll("HTTP/1.1 200 OK\r\nContent-Le", false, 0, true).ok);
+  EXPECT_FALSE(readAll("", false, 0, true).ok);
+}
+
+TEST(ResponseReader, ConnectionCloseOrHttp10IsNotReusable) {
+  EXPECT_FALSE(
+      readAll("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").reusable);
+  EXPECT_FALSE(readAll("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").reusable);
+  EXPECT_TRUE(
+      readAll("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n").reusable);
+}
+
+// Bytes after the answer mean the two sides disagree about framing: never reuse.
+TEST(ResponseReader, BytesAfterTheAnswerForbidReuse) {
+  const std::string wire = std::string(kOk) + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  const auto out = readAll(wire);
+  ASSERT_TRUE(out.done);
+  EXPECT_EQ(out.response.body, "{\"a\":\"one\"}");
+  EXPECT_GT(out.leftover, 0U);
+  EXPECT_FALSE(out.reusable);
+}
+
+TEST(ResponseReader, NoContentAndNotModifiedHaveNoBody) {
+  const auto a = readAll("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
+  ASSERT_TRUE(a.done);
+  EXPECT_EQ(a.response.body, "");
+  const auto b = readAll("HTTP/1.1 304 Not Modified\r\n\r\n");
+  ASSERT_TRUE(b.done);
+  EXPECT_TRUE(b.reusable);
+}
+
+TEST(ResponseReader, LimitsAreEnforced) {
+  ResponseReader::Limits small;
+  small.max_body_bytes = 4;
+  EXPECT_FALSE(readAll(kOk, false, 0, false, small).ok);
+  // A huge length with the first bytes of the body in the same read: refused before any
+  // allocation of that size.
+  EXPECT_FALSE(readAll("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999\r\n\r\nabc").ok);
+  EXPECT_FALSE(
+      readAll("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabcde", false, 0, false, small).ok);
+  small = {};
+  small.max_header_bytes = 64;
+  EXPECT_FALSE(readAll("HTTP/1.1 200 OK\r\nX-Long: " + std::string(200, 'x') +
+                           "\r\nContent-Length: 0\r\n\r\n",
+                       false, 0, false, small)
+                   .ok);
+  // The head limit applies to each interim response too.
+  EXPECT_FALSE(readAll("HTTP/1.1 100 Continue\r\nX-Long: " + std::string(200, 'x') + "\r\n\r\n" +
+                           std::string(kOk),
+                       false, 0, false, small)
+                   .ok);
+}
+
+TEST(ResponseReader, MalformedAnswersFail) {
+  EXPECT_FALSE(readAll("HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n").ok);
+  EXPECT_FALSE(readAll("SSH-2.0-OpenSSH_9.2\r\n\r\n").ok);
+  EXPECT_FALSE(readAll("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd").ok);
+  EXPECT_FALSE(readAll("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").ok);
+}
+
+}  // namespace
+}  // namespace nmi::http
