@@ -133,8 +133,8 @@ func (m *IMDS) faultBody(status int) []byte {
 
 func (m *IMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Server", imdsServerHeader)
-	rawPath, rawQuery := splitTarget(r.RequestURI)
-	p := normalizePath(rawPath)
+	_, rawQuery := splitTarget(r.RequestURI)
+	p := requestPath(r)
 	lp := strings.ToLower(p)
 	if lp != "/metadata" && !strings.HasPrefix(lp, "/metadata/") {
 		annotate(r, func(e *LogEntry) { e.Route = "not_found" })
@@ -168,7 +168,7 @@ func (m *IMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if lp == routeIssueCredential {
 		allowed = http.MethodPost
 	}
-	if r.Method != allowed {
+	if requestMethod(r) != allowed {
 		w.Header().Set("Allow", allowed)
 		m.fail(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "The request method is not allowed")
 		return
