@@ -1,4 +1,7 @@
-"""Fixtures of nmi's integration tests: the emulator, certificates, nmi instances."""
+"""Fixtures of nmi's integration tests: the emulator, certificates, nmi instances.
+
+The emulator's IMDS listener has the HTTP stack named by NMI_EMULATOR_STACK ("go" by default,
+"windows": behaves like http.sys); ctest runs the hostile suites once with each."""
 import os
 import shutil
 import sys
@@ -34,6 +37,10 @@ SYSTEM_ID = client_id_for("system-assigned")
 NOT_ON_VM_ID = client_id_for("not-on-vm")
 
 
+def pytest_report_header(config):
+    return "azure-emulator IMDS http_stack: %s" % harness.EMULATOR_STACK
+
+
 @pytest.fixture(scope="session")
 def pki():
     d = tempfile.mkdtemp(prefix="nmi-it-pki-")
@@ -56,7 +63,8 @@ def _emulator_config(pki, token_lifetime_sec=86400):
 @pytest.fixture(scope="module")
 def emulator(pki):
     ua, apps = _emulator_config(pki)
-    emu = harness.start_emulator(ua, apps, system_assigned={"client_id": SYSTEM_ID})
+    emu = harness.start_emulator(ua, apps, system_assigned={"client_id": SYSTEM_ID},
+                                 http_stack=harness.EMULATOR_STACK)
     try:
         yield emu
     finally:
@@ -72,7 +80,8 @@ def make_emulator(pki):
     def make(token_lifetime_sec=86400, proxy=True):
         ua, apps = _emulator_config(pki)
         emu = harness.start_emulator(ua, apps, token_lifetime_sec=token_lifetime_sec, proxy=proxy,
-                                     system_assigned={"client_id": SYSTEM_ID})
+                                     system_assigned={"client_id": SYSTEM_ID},
+                                     http_stack=harness.EMULATOR_STACK)
         started.append(emu)
         return emu
 

@@ -3,6 +3,9 @@ to it over real sockets. Standard library only (plus tests/lib/azure_emulator.py
 
 Pieces:
   * Binaries: env NMI_BINARY / NMI_EMULATOR (ctest sets them), else /tmp/b-main/bin/...
+  * The emulator's IMDS HTTP stack: env NMI_EMULATOR_STACK = "go" (default) or "windows" (behaves
+    like http.sys). ctest runs the hostile suites once with each; a "windows" process takes file
+    slot FILE_INDEX + STACK_SLOT_OFFSET for its ports and pod addresses, so both run side by side.
   * Object builders for the identity file: pod(), secret(), azure_identity(), binding(),
     assigned(), exception().
   * Nmi: writes the identity file, starts nmi on ports of its own, waits for /readyz, captures the
@@ -36,6 +39,10 @@ NMI_EMULATOR = os.environ.get("NMI_EMULATOR") or "/tmp/b-main/bin/azure-emulator
 NODE = "node-1"
 TOKEN_PATH = "/metadata/identity/oauth2/token"
 
+EMULATOR_STACK = os.environ.get("NMI_EMULATOR_STACK") or "go"
+if EMULATOR_STACK not in ("go", "windows"):
+    raise RuntimeError("NMI_EMULATOR_STACK must be go or windows, not %r" % EMULATOR_STACK)
+
 TOKEN_FIELDS = ["access_token", "client_id", "expires_in", "expires_on", "ext_expires_in",
                 "not_before", "resource", "token_type"]
 
@@ -46,12 +53,28 @@ TOKEN_FIELDS = ["access_token", "client_id", "expires_in", "expires_on", "ext_ex
 _port_lock = threading.Lock()
 _port_next = {}
 
+# Test files have FILE_INDEX 1..15. Under NMI_EMULATOR_STACK=windows a file uses slot
+# FILE_INDEX + STACK_SLOT_OFFSET instead, so the two variants of one file, which ctest -j runs at
+# the same time, never share a port range or a pod address. Ports stay below the ephemeral range
+# (32768 up) up to slot 30: a file run with the windows stack needs FILE_INDEX <= 14.
+STACK_SLOT_OFFSET = 16
+
+
+def file_slot(file_index):
+    """The slot (port range and pod address block) of a test file in this process."""
+    if not 1 <= file_index < STACK_SLOT_OFFSET:
+        raise RuntimeError("FILE_INDEX %d out of range 1..%d" % (file_index, STACK_SLOT_OFFSET - 1))
+    return file_index + (STACK_SLOT_OFFSET if EMULATOR_STACK == "windows" else 0)
+
 
 def free_port(file_index):
-    """A free TCP port from a range owned by one test file (20000 + 400 * index ...), below the
+    """A free TCP port from a range owned by one test file (20000 + 400 * slot ...), below the
     ephemeral range. nmi binds with SO_REUSEPORT, so two tests picking the same port could both
     bind it: disjoint ranges per file (and a counter within a file) rule that out."""
-    base = 20000 + 400 * file_index
+    slot = file_slot(file_index)
+    if 20000 + 400 * (slot + 1) > 32768:
+        raise RuntimeError("port range of slot %d reaches the ephemeral ports" % slot)
+    base = 20000 + 400 * slot
     with _port_lock:
         n = _port_next.get(file_index, (os.getpid() * 7) % 400)
         for _ in range(400):
@@ -70,10 +93,11 @@ def free_port(file_index):
 
 
 class PodIps:
-    """Hands out pod addresses 127.0.<file>.<n>, n from 10 up, one per call."""
+    """Hands out pod addresses 127.0.<slot>.<n>, n from 10 up, one per call (slot = FILE_INDEX, or
+    FILE_INDEX + STACK_SLOT_OFFSET with the windows stack)."""
 
     def __init__(self, file_index):
-        self.file_index = file_index
+        self.file_index = file_slot(file_index)
         self.n = 10
         self.lock = threading.Lock()
 
@@ -462,8 +486,9 @@ TENANT = "72f988bf-0000-0000-0000-0000000000aa"
 
 
 def start_emulator(user_assigned, apps=(), token_lifetime_sec=86400, proxy=True,
-                   system_assigned=None):
-    """An azure-emulator with the given IMDS identities and AAD apps, throttling off."""
+                   system_assigned=None, http_stack=None):
+    """An azure-emulator with the given IMDS identities and AAD apps, throttling off; its IMDS
+    listener has the HTTP stack http_stack (default: NMI_EMULATOR_STACK)."""
     cfg = {
         "tenant_id": TENANT,
         "token_lifetime_sec": token_lifetime_sec,
@@ -476,7 +501,7 @@ def start_emulator(user_assigned, apps=(), token_lifetime_sec=86400, proxy=True,
     }
     if proxy:
         cfg["proxy"] = {"listen": "127.0.0.1:0"}
-    return AzureEmulator(NMI_EMULATOR, cfg).start()
+    return AzureEmulator(NMI_EMULATOR, cfg, http_stack=http_stack or EMULATOR_STACK).start()
 
 
 def imds_token_calls(emu, since_seq=0):

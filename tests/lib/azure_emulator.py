@@ -5,6 +5,10 @@
         emu.set_fault(target="imds", status=500, count=1)
         entries = emu.log()
 
+HTTP stack of the IMDS listener: http_stack="windows" (or "imds": {"http_stack": "windows"} in the
+config) makes it behave like http.sys: 100 Continue on Expect, Windows path folding, keep-alive after
+every answer, HEAD with a Content-Length and no body (tools/azure-emulator/README.md).
+
 Network namespaces: with netns="NAME" the emulator runs under `ip netns exec NAME`, so its IMDS,
 AAD and proxy listeners live in that namespace (e.g. on 169.254.169.254:80) and are reachable only
 from there. The control API is still reachable from the host: besides its TCP listener (inside the
@@ -14,6 +18,7 @@ sockets are file-system objects that do not depend on the network namespace. Eve
 """
 import atexit
 import base64
+import copy
 import hashlib
 import hmac
 import http.client
@@ -106,8 +111,15 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 class AzureEmulator:
     """One azure-emulator process with its own work directory."""
 
-    def __init__(self, binary, config, netns=None, workdir=None, ready_timeout=10.0):
+    def __init__(self, binary, config, netns=None, workdir=None, ready_timeout=10.0, http_stack=None):
+        """http_stack: None keeps the config's imds.http_stack (default "go"); "go" or "windows"
+        sets it (the config must have an imds section)."""
         self.binary = os.path.abspath(binary)
+        if http_stack is not None:
+            if "imds" not in config:
+                raise EmulatorError("http_stack needs an imds section in the config")
+            config = copy.deepcopy(config)
+            config["imds"]["http_stack"] = http_stack
         self.config = config
         self.netns = netns
         self.ready_timeout = ready_timeout
@@ -218,6 +230,11 @@ class AzureEmulator:
     @property
     def imds_url(self):
         return "http://" + self.imds_addr
+
+    @property
+    def imds_http_stack(self):
+        """"go" or "windows": the HTTP stack of the IMDS listener."""
+        return self._ready("imds_http_stack") or "go"
 
     @property
     def aad_addr(self):

@@ -4,14 +4,16 @@
 Usage: azure_emulator_selftest.py PATH/TO/azure-emulator
 Builds nothing: it starts the given binary, talks to it with urllib (IMDS over HTTP, Azure AD over
 HTTPS verified with the emulator's CA, a certificate client assertion signed by `openssl`, a
-CONNECT through the proxy), and checks JWT signatures, a fault and the request log. Exits non-zero
-on the first failure.
+CONNECT through the proxy), and checks JWT signatures, a fault and the request log; then a second
+emulator whose IMDS listener has the Windows HTTP stack, over raw sockets (interim 100 Continue,
+path folding, HEAD framing, keep-alive after errors). Exits non-zero on the first failure.
 """
 import base64
 import hashlib
 import json
 import os
 import pathlib
+import socket
 import ssl
 import subprocess
 import sys
@@ -200,12 +202,83 @@ def main(binary):
     subprocess.run(["rm", "-rf", str(tmp)], check=False)
 
 
+def read_response(sock, buf, head_only=False):
+    """One response from sock (Content-Length framing only, which is all the Windows stack uses).
+    Returns (status line, headers dict with lower-case names, body, rest of buf)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise Failure("connection closed before a response head: %r" % buf)
+        buf += chunk
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    n = 0 if head_only or lines[0].startswith("HTTP/1.1 1") else int(headers["content-length"])
+    while len(buf) < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise Failure("connection closed in a body")
+        buf += chunk
+    return lines[0], headers, buf[:n], buf[n:]
+
+
+def windows_stack(binary):
+    config = {"imds": {"listen": "127.0.0.1:0", "user_assigned": [{"client_id": UA1}],
+                       "max_concurrent": 0, "max_rps": 0}}
+    with AzureEmulator(binary, config, http_stack="windows") as emu:
+        check(emu.imds_http_stack == "windows", "windows stack: named in the ready file")
+        host, port = emu.imds_addr.rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)), timeout=5)
+        try:
+            # 100 Continue before the client sends its body, then the final answer.
+            sock.sendall(b"POST /metadata/identity./issuecredential HTTP/1.1\r\nHost: 169.254.169.254\r\n"
+                         b"Metadata: true\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+            interim = b""
+            while len(interim) < 25:
+                chunk = sock.recv(25 - len(interim))
+                if not chunk:
+                    break
+                interim += chunk
+            check(interim == b"HTTP/1.1 100 Continue\r\n\r\n", "windows stack: 100 Continue first", interim)
+            sock.sendall(b"{}")
+            status, headers, body, buf = read_response(sock, b"")
+            check(status == "HTTP/1.1 200 OK" and b"LEAKED-NODE-CREDENTIAL-issuecredential" in body,
+                  "windows stack: /metadata/identity./issuecredential folded to the IMDSv2 route", (status, body))
+            # Errors keep the connection; HEAD has the GET body's length and no body.
+            sock.sendall(b"GET /metadata/versions HTTP/1.1\r\nHost: x\r\n\r\n"
+                         b"GET /Metadata/Versions. HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n"
+                         b"HEAD /metadata/versions HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n"
+                         b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            status, headers, _, buf = read_response(sock, buf)
+            check(status == "HTTP/1.1 400 Bad Request" and "connection" not in headers,
+                  "windows stack: a 400 keeps the connection", (status, headers))
+            status, headers, get_body, buf = read_response(sock, buf)
+            check(status == "HTTP/1.1 200 OK" and b"apiVersions" in get_body
+                  and headers["server"] == "IMDS/150.870.65.1234", "windows stack: pipelined, folded path")
+            status, headers, _, buf = read_response(sock, buf, head_only=True)
+            check(status == "HTTP/1.1 200 OK" and headers["content-length"] == str(len(get_body)),
+                  "windows stack: HEAD carries the GET body's Content-Length", headers)
+            status, headers, _, buf = read_response(sock, buf)
+            check(status == "HTTP/1.1 404 Not Found" and headers.get("connection") == "close",
+                  "windows stack: no body after HEAD, next answer in order", (status, buf))
+        finally:
+            sock.close()
+        imds = emu.log("imds")
+        check([(e["method"], e["path"], e["status"]) for e in imds] == [
+            ("POST", "/metadata/identity/issuecredential", 200), ("GET", "/metadata/versions", 400),
+            ("GET", "/Metadata/Versions", 200), ("HEAD", "/metadata/versions", 200), ("GET", "/nowhere", 404)],
+            "windows stack: every request logged with its folded path",
+            [(e["method"], e["path"], e["status"]) for e in imds])
+    emu.remove_workdir()
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     try:
         main(sys.argv[1])
+        windows_stack(sys.argv[1])
     except (Failure, EmulatorError, OSError, subprocess.CalledProcessError, KeyError, ValueError) as e:
         print("FAIL:", e, file=sys.stderr)
         sys.exit(1)

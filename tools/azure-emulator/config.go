@@ -15,6 +15,9 @@ const (
 	// Real IMDS limits for the managed-identity category (instance-metadata-service.md).
 	defaultMaxConcurrent = 5
 	defaultMaxRPS        = 20
+	// The HTTP stacks the IMDS listener can have (imds.http_stack).
+	stackGo      = "go"      // Go's net/http server
+	stackWindows = "windows" // a front end that behaves like http.sys (winstack.go)
 )
 
 // Config is the emulator's configuration file.
@@ -38,6 +41,7 @@ type Identity struct {
 // field is optional and only the given ones are replaced.
 type IMDSConfig struct {
 	Listen         string          `json:"listen,omitempty"`
+	HTTPStack      string          `json:"http_stack,omitempty"` // "go" (default) or "windows"; start-up only
 	SystemAssigned *Identity       `json:"system_assigned"`
 	UserAssigned   []Identity      `json:"user_assigned"`
 	MaxConcurrent  *int            `json:"max_concurrent,omitempty"`
@@ -113,6 +117,13 @@ func (c *Config) normalize() error {
 	if c.IMDS != nil {
 		if c.IMDS.Listen == "" {
 			c.IMDS.Listen = defaultListen
+		}
+		switch c.IMDS.HTTPStack {
+		case "":
+			c.IMDS.HTTPStack = stackGo
+		case stackGo, stackWindows:
+		default:
+			return fmt.Errorf("imds.http_stack must be %q or %q, not %q", stackGo, stackWindows, c.IMDS.HTTPStack)
 		}
 		if err := normalizeIdentities(c.IMDS); err != nil {
 			return err

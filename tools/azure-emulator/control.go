@@ -66,6 +66,10 @@ func (e *Emulator) controlHandler() http.Handler {
 			controlError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		if _, ok := keys["http_stack"]; ok {
+			controlError(w, http.StatusBadRequest, "http_stack is chosen at start-up and cannot be changed")
+			return
+		}
 		_, hasSA := keys["system_assigned"]
 		_, hasUA := keys["user_assigned"]
 		if err := e.imds.Update(&u, hasSA || hasUA); err != nil {

@@ -29,6 +29,11 @@ const (
 	routeInfo     = "/metadata/identity/info"
 	routeVersions = "/metadata/versions"
 	routeInstance = "/metadata/instance"
+	// IMDSv2 (MSAL.NET's mTLS proof-of-possession flow): the node's own credential material.
+	// Nothing in front of IMDS should ever let a pod reach them, so the emulator answers them
+	// with a body that says so loudly (see nodeCredential).
+	routePlatformMetadata = "/metadata/identity/getplatformmetadata"
+	routeIssueCredential  = "/metadata/identity/issuecredential"
 )
 
 // IMDS is the fake Instance Metadata Service.
@@ -128,8 +133,8 @@ func (m *IMDS) faultBody(status int) []byte {
 
 func (m *IMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Server", imdsServerHeader)
-	rawPath, rawQuery := splitTarget(r.RequestURI)
-	p := normalizePath(rawPath)
+	_, rawQuery := splitTarget(r.RequestURI)
+	p := requestPath(r)
 	lp := strings.ToLower(p)
 	if lp != "/metadata" && !strings.HasPrefix(lp, "/metadata/") {
 		annotate(r, func(e *LogEntry) { e.Route = "not_found" })
@@ -159,8 +164,12 @@ func (m *IMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"Requests with an X-Forwarded-For header are not allowed")
 		return
 	}
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
+	allowed := http.MethodGet
+	if lp == routeIssueCredential {
+		allowed = http.MethodPost
+	}
+	if requestMethod(r) != allowed {
+		w.Header().Set("Allow", allowed)
 		m.fail(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "The request method is not allowed")
 		return
 	}
@@ -184,6 +193,8 @@ func (m *IMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"tenantId": m.tenantID})
+	case lp == routePlatformMetadata || lp == routeIssueCredential:
+		m.nodeCredential(w, r, lp)
 	case lp == routeVersions:
 		annotate(r, func(e *LogEntry) { e.Route = "versions" })
 		writeJSON(w, http.StatusOK, map[string]any{"apiVersions": imdsAPIVersions})
@@ -201,6 +212,25 @@ func (m *IMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		annotate(r, func(e *LogEntry) { e.Route = "not_found" })
 		m.notFound(w, r)
 	}
+}
+
+// nodeCredential answers the IMDSv2 credential routes. The body is not what IMDS sends; it is
+// marked so that a test seeing it knows node credentials reached whoever asked (these routes
+// must never be reachable from a pod). No api-version is required, so any spelling that gets
+// through shows up.
+func (m *IMDS) nodeCredential(w http.ResponseWriter, r *http.Request, route string) {
+	name := strings.TrimPrefix(route, "/metadata/identity/")
+	annotate(r, func(e *LogEntry) {
+		if name == "getplatformmetadata" {
+			e.Route = "platform_metadata"
+		} else {
+			e.Route = "issue_credential"
+		}
+	})
+	writeJSON(w, http.StatusOK, map[string]string{
+		"node_credential": "LEAKED-NODE-CREDENTIAL-" + name,
+		"warning":         "IMDSv2 node credential material: a pod must never receive this",
+	})
 }
 
 func (m *IMDS) notFound(w http.ResponseWriter, r *http.Request) {

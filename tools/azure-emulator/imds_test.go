@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"sort"
@@ -297,5 +298,39 @@ func TestIMDSThrottling(t *testing.T) {
 	}
 	if st := <-done; st != 400 {
 		t.Errorf("held request: %d", st)
+	}
+}
+
+func TestIMDSv2RoutesDefaultStack(t *testing.T) {
+	f := newIMDSFixture(t, defaultIMDSConfig())
+	addr := strings.TrimPrefix(f.srv.URL, "http://")
+	resp, body := rawGet(t, f.srv, "/metadata/identity/getplatformmetadata?cred-api-version=2.0", "Metadata: true")
+	var m map[string]string
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &m) != nil ||
+		m["node_credential"] != "LEAKED-NODE-CREDENTIAL-getplatformmetadata" {
+		t.Errorf("getplatformmetadata: %d %s", resp.StatusCode, body)
+	}
+	resp, body = raw(t, addr, "POST /Metadata/Identity/IssueCredential HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+	if resp.StatusCode != 200 || !strings.Contains(body, "LEAKED-NODE-CREDENTIAL-issuecredential") {
+		t.Errorf("issuecredential: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := rawGet(t, f.srv, "/metadata/identity/issuecredential", "Metadata: true"); resp.StatusCode != 405 ||
+		resp.Header.Get("Allow") != "POST" {
+		t.Errorf("GET issuecredential: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp, _ := rawGet(t, f.srv, "/metadata/identity/getplatformmetadata"); resp.StatusCode != 400 {
+		t.Errorf("without Metadata: %d", resp.StatusCode)
+	}
+	// The default stack does not fold trailing dots: that spelling is another (unknown) path.
+	if resp, _ := rawGet(t, f.srv, "/metadata/identity./getplatformmetadata", "Metadata: true"); resp.StatusCode != 404 {
+		t.Errorf("trailing dot on the default stack: %d", resp.StatusCode)
+	}
+	var routes []string
+	for _, e := range logEntries(t, f.log) {
+		routes = append(routes, e.Route)
+	}
+	if strings.Join(routes, ",") != "platform_metadata,issue_credential,,,not_found" {
+		t.Errorf("routes %v", routes)
 	}
 }

@@ -41,6 +41,7 @@ type Ready struct {
 	PID           int    `json:"pid"`
 	TenantID      string `json:"tenant_id"`
 	IMDS          string `json:"imds,omitempty"`
+	IMDSHTTPStack string `json:"imds_http_stack,omitempty"` // "go" or "windows"
 	AAD           string `json:"aad,omitempty"`
 	AADURL        string `json:"aad_url,omitempty"`
 	AADCA         string `json:"aad_ca,omitempty"`
@@ -129,11 +130,17 @@ func newEmulator(cfg *Config, readyPath, logPath string) (*Emulator, error) {
 		if e.imds, err = newIMDS(cfg, e.signer, e.faults, e.quit); err != nil {
 			return e, err
 		}
-		ln, err := e.listen("imds", cfg.IMDS.Listen, e.log.Wrap("imds", e.imds), nil)
+		var ln net.Listener
+		if cfg.IMDS.HTTPStack == stackWindows {
+			ln, err = e.listenWindows("imds", cfg.IMDS.Listen, e.log.Wrap("imds", e.imds))
+		} else {
+			ln, err = e.listen("imds", cfg.IMDS.Listen, e.log.Wrap("imds", e.imds), nil)
+		}
 		if err != nil {
 			return e, err
 		}
 		e.ready.IMDS = connectable(ln.Addr())
+		e.ready.IMDSHTTPStack = cfg.IMDS.HTTPStack
 	}
 	if cfg.AAD != nil {
 		var tlsCfg *tls.Config
@@ -194,6 +201,18 @@ func (e *Emulator) listen(name, addr string, h http.Handler, tlsCfg *tls.Config)
 		return nil, fmt.Errorf("%s: listen %s: %w", name, addr, err)
 	}
 	e.addServer(ln, h, tlsCfg)
+	return ln, nil
+}
+
+// listenWindows serves h behind the http.sys-like front end (winstack.go).
+func (e *Emulator) listenWindows(name, addr string, h http.Handler) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listen %s: %w", name, addr, err)
+	}
+	ws := newWinStack(ln, h, e.log, name)
+	e.serve = append(e.serve, ws.Serve)
+	e.cleanup = append(e.cleanup, ws.Close)
 	return ln, nil
 }
 

@@ -110,14 +110,14 @@ func annotate(r *http.Request, f func(e *LogEntry)) {
 
 func (l *RequestLog) begin(listener string, r *http.Request) *LogEntry {
 	now := time.Now()
-	rawPath, rawQuery := splitTarget(r.RequestURI)
+	_, rawQuery := splitTarget(r.RequestURI)
 	pairs, _ := parseQuery(rawQuery)
 	e := &LogEntry{
 		Time:       now.UTC().Format(time.RFC3339Nano),
 		Listener:   listener,
 		Method:     r.Method,
 		RawTarget:  r.RequestURI,
-		Path:       normalizePath(rawPath),
+		Path:       requestPath(r),
 		Query:      queryMap(pairs),
 		Proto:      r.Proto,
 		Host:       r.Host,
@@ -162,6 +162,16 @@ func (l *RequestLog) finish(e *LogEntry, status int) {
 		_, _ = l.file.Write(append(line, '\n'))
 		l.fileMu.Unlock()
 	}
+}
+
+// Record logs a request that was answered without reaching any handler (the Windows stack's own
+// refusals), as one finished entry.
+func (l *RequestLog) Record(listener string, r *http.Request, status int, route, msg string) {
+	e := l.begin(listener, r)
+	l.mu.Lock()
+	e.Route, e.Error = route, msg
+	l.mu.Unlock()
+	l.finish(e, status)
 }
 
 // Snapshot returns the log as JSON, optionally only one listener's entries.
