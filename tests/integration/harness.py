@@ -53,18 +53,23 @@ TOKEN_FIELDS = ["access_token", "client_id", "expires_in", "expires_on", "ext_ex
 _port_lock = threading.Lock()
 _port_next = {}
 
-# Test files have FILE_INDEX 1..15. Under NMI_EMULATOR_STACK=windows a file uses slot
-# FILE_INDEX + STACK_SLOT_OFFSET instead, so the two variants of one file, which ctest -j runs at
-# the same time, never share a port range or a pod address. Ports stay below the ephemeral range
-# (32768 up) up to slot 30: a file run with the windows stack needs FILE_INDEX <= 14.
-STACK_SLOT_OFFSET = 16
+# Every test file owns a slot: a port range (20000 + 400 * slot ...) and a pod address block
+# (127.0.<slot>.x). Slot = FILE_INDEX: the integration files use 1..9, tests/kube and tests/deploy
+# 20 and up. Under NMI_EMULATOR_STACK=windows an integration file (1..9) uses slot FILE_INDEX +
+# STACK_SLOT_OFFSET (11..19) instead, so the two variants of one file, which ctest -j runs at the
+# same time, never share a port range or a pod address, nor meet a kube or deploy file. Ports stay
+# below the ephemeral range (32768 up) up to slot 30.
+STACK_SLOT_OFFSET = 10
 
 
 def file_slot(file_index):
     """The slot (port range and pod address block) of a test file in this process."""
+    if EMULATOR_STACK != "windows":
+        return file_index
     if not 1 <= file_index < STACK_SLOT_OFFSET:
-        raise RuntimeError("FILE_INDEX %d out of range 1..%d" % (file_index, STACK_SLOT_OFFSET - 1))
-    return file_index + (STACK_SLOT_OFFSET if EMULATOR_STACK == "windows" else 0)
+        raise RuntimeError("FILE_INDEX %d cannot run with the windows stack (1..%d only)"
+                           % (file_index, STACK_SLOT_OFFSET - 1))
+    return file_index + STACK_SLOT_OFFSET
 
 
 def free_port(file_index):
