@@ -271,7 +271,15 @@ Task<http::Response> ImdsHandler::handle(http::Request& request,
         response = co_await proxy(request, *target, route, context);
         break;
       case http::Route::NotFound:
-        response = makeReply(Reply::NotFound, version);
+        // The proxy's header rules first (as before the allowlist), then nmi's own 404.
+        if (const auto reply =
+                options_.metadata_header_required || http::isMetadataPath(*target)
+                    ? metadataCheck(request, options_.metadata_header_required)
+                    : std::nullopt) {
+          response = makeReply(*reply, version);
+        } else {
+          response = makeReply(Reply::NotFound, version);
+        }
         break;
     }
   }

@@ -17,20 +17,31 @@ def ident(short):
                           resource_id=ua_resource_id(short))
 
 
-def start_on_port(n, port):
+# Both nmis of a hand-over run in the same DaemonSet on the same node (the port lock).
+SAME_DAEMONSET = dict(extra_args=["--daemonset-name=nmi"], env={"POD_NAMESPACE": "kube-system"})
+
+
+def launch_on_port(n, port):
     """Starts Nmi `n` on a given proxy port (the harness picks free ports otherwise)."""
     n.port = port
     n.probe_port = harness.free_port(FILE_INDEX)
     n.metrics_port = harness.free_port(FILE_INDEX)
     env = dict(os.environ)
-    for k in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "FORCENAMESPACED", "NODE_NAME"):
+    for k in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "FORCENAMESPACED", "NODE_NAME",
+              "POD_NAMESPACE"):
         env.pop(k, None)
+    env.update(n.env or {})
     argv = n.argv()
     if n.netns is not None:
         argv = n.netns.prefix() + argv
     n._log = open(n.log_path, "ab")
     n.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=n._log,
                               stderr=subprocess.STDOUT, env=env)
+    return n
+
+
+def start_on_port(n, port):
+    launch_on_port(n, port)
     n._wait_ready(10.0)
     return n
 
@@ -98,9 +109,10 @@ def test_second_instance_takes_over_the_port(pki):
         i = ident("b")
         p = pod("upgrade-pod", "default", ip)
         objects = [p, i, assigned(p, i)]
-        old = harness.Nmi(emu, objects, FILE_INDEX, netns=ns).start()
-        new = harness.Nmi(emu, objects, FILE_INDEX, netns=ns)
+        old = harness.Nmi(emu, objects, FILE_INDEX, netns=ns, **SAME_DAEMONSET).start()
+        new = harness.Nmi(emu, objects, FILE_INDEX, netns=ns, **SAME_DAEMONSET)
         start_on_port(new, old.port)
+        assert "hand-over from the nmi of the same daemonset" in new.log(), new.log()
         failures = []
         served = [0]
         stop = threading.Event()
@@ -137,3 +149,35 @@ def test_second_instance_takes_over_the_port(pki):
         if emu is not None:
             emu.stop()
         ns.close()
+
+
+# Issue 10, seam 8: a second nmi that is not the hand-over of the same DaemonSet must not take
+# half of the port's connections (SO_REUSEPORT would let it): it refuses to start and names the
+# holder; the first keeps every connection.
+def test_a_second_nmi_of_another_daemonset_is_refused(emulator, ips):
+    ip = ips.next()
+    i = ident("c")
+    p = pod("lock-pod", "default", ip)
+    objects = [p, i, assigned(p, i)]
+    first = harness.Nmi(emulator, objects, FILE_INDEX, **SAME_DAEMONSET).start()
+    intruders = [
+        harness.Nmi(emulator, objects, FILE_INDEX, extra_args=["--daemonset-name=nmi"],
+                    env={"POD_NAMESPACE": "other"}),
+        harness.Nmi(emulator, objects, FILE_INDEX),  # no DaemonSet at all
+        harness.Nmi(emulator, objects, FILE_INDEX, node="node-2", **SAME_DAEMONSET),
+    ]
+    try:
+        for n in intruders:
+            launch_on_port(n, first.port)
+            rc = n.proc.wait(timeout=10)
+            assert rc == 1, n.log()
+            assert "refusing to start on port %d" % first.port in n.log(), n.log()
+            assert "pid %d" % first.proc.pid in n.log(), n.log()
+            n.proc = None
+        for _ in range(30):
+            assert_token(first.token(ip, "https://lock.example/"), "https://lock.example/",
+                         client_id=ua_client_id("c"))
+    finally:
+        for n in intruders:
+            n.stop(check=False)
+        first.stop()

@@ -1,6 +1,7 @@
 """The default handler: the transparent IMDS proxy (reference section 1.5). Pods: 127.0.3.x."""
 import http.server
 import threading
+import time
 
 import pytest
 
@@ -52,9 +53,6 @@ PROXIED = [
     ("instance-bad-api-version", "/metadata/instance?api-version=1999-01-01", 400),
     ("versions", "/metadata/versions", 200),
     ("identity-info", "/metadata/identity/info?api-version=2018-02-01", 200),
-    ("doesnotexist", "/doesnotexist", 404),
-    ("latest-meta-data", "/latest/meta-data/", 404),
-    ("root", "/", 404),
 ]
 
 
@@ -82,12 +80,95 @@ def test_proxied(nmi, emulator, world, target, status):
 
 
 def test_method_and_body_forwarded(nmi, emulator, world):
+    """POST is forwarded only where IMDS documents it (acknowledging scheduled events)."""
     since = harness.last_seq(emulator)
-    r = nmi.get("/metadata/versions", META, source=world["ip"],
-                method="POST", body=b'{"x":1}')
-    assert r.status == 405, r  # the emulator (like IMDS) allows GET only
+    r = nmi.get("/metadata/scheduledevents?api-version=2020-07-01", META, source=world["ip"],
+                method="POST", body=b'{"StartRequests":[]}')
     e = new_entries(emulator, since)
     assert [x["method"] for x in e] == ["POST"], e
+    assert r.status == e[0]["status"], r
+
+
+# Issue 10, seam 7: only the documented IMDS categories are forwarded, as plain words. Every
+# other spelling, including those a Windows HTTP stack folds into an identity endpoint, is
+# answered by nmi and never reaches IMDS.
+LOCAL_404 = [
+    "/doesnotexist", "/latest/meta-data/", "/", "/computeMetadata/v1/instance/",
+    "/metadata/identity./issuecredential", "/metadata./identity/getplatformmetadata",
+    "/metadata/identity../issuecredential", "/Metadata/Identity./IssueCredential",
+    "/metadata/instance./compute", "/metadata/instance/compute./name", "/metadata/versions.",
+    "/metadata/instancefoo", "/metadata", "/metadata/THIM/amd",
+]
+
+
+@pytest.mark.parametrize("target", LOCAL_404)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_unlisted_paths_answered_by_nmi(nmi, emulator, world, target, method):
+    since = harness.last_seq(emulator)
+    r = nmi.get(target + "?api-version=2021-02-01", META, source=world["ip"], method=method,
+                body=b"{}" if method == "POST" else b"")
+    assert_json_error(r, 404, "Not found", "not_found")
+    assert b"LEAKED" not in r.body
+    assert new_entries(emulator, since) == []
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_unlisted_methods_answered_by_nmi(nmi, emulator, world, method):
+    since = harness.last_seq(emulator)
+    r = nmi.get("/metadata/instance?api-version=2021-02-01", META, source=world["ip"],
+                method=method, body=b"{}")
+    assert_json_error(r, 405, "The method is not allowed on this path", "method_not_allowed")
+    assert r.header("Allow") == "GET, HEAD"
+    assert new_entries(emulator, since) == []
+
+
+# Issue 10, seam 1: a pod's Expect: 100-continue never makes nmi take an interim answer for the
+# final one (a Windows HTTP stack sends 100 Continue on its own), so every later answer on the
+# pod's connection, and on nmi's upstream connections, is the answer to its own request.
+def test_expect_continue_keeps_every_answer_in_step(nmi, emulator, world):
+    c = harness.Conn(nmi.port, source=world["ip"])
+    try:
+        for _ in range(5):
+            c.send(harness.build_request("/metadata/scheduledevents?api-version=2020-07-01",
+                                         [("Metadata", "true"), ("Expect", "100-continue")],
+                                         method="POST", body=b'{"StartRequests":[]}',
+                                         close=False))
+            first = c.read()
+            assert first.status >= 200, first
+            for target, key in (("/metadata/versions", "apiVersions"),
+                                ("/metadata/identity/info?api-version=2018-02-01", "tenantId"),
+                                ("/metadata/instance?api-version=2021-02-01", "compute")):
+                c.send(harness.build_request(target, META, close=False))
+                r = c.read()
+                assert r.status == 200, (target, r)
+                assert key in r.json(), (target, r)
+            t = nmi.token(world["ip"], "https://expect.example/")
+            harness.assert_token(t, "https://expect.example/", ua_client_id("a"))
+    finally:
+        c.close()
+    for e in emulator.log("imds"):
+        assert "Expect" not in e["headers"], e
+
+
+# Issue 10, seam 2: HEAD is answered with the length IMDS gives and no body, without waiting.
+def test_head_is_answered_at_once(nmi, world):
+    c = harness.Conn(nmi.port, source=world["ip"])
+    try:
+        t0 = time.monotonic()
+        c.send(harness.build_request("/metadata/versions", META, method="HEAD", close=False))
+        r = c.read(head_only=True)
+        assert time.monotonic() - t0 < 3.0
+        # Whatever the emulator's stack answers (Go's 405 for a GET-only handler, or http.sys's
+        # head of the GET answer), it comes back at once and without a body.
+        assert r.status in (200, 405), r
+        assert r.body == b""
+        c.send(harness.build_request("/metadata/versions", META, close=False))
+        g = c.read()
+        assert g.status == 200 and "apiVersions" in g.json(), g
+        if r.status == 200:
+            assert int(r.header("Content-Length")) == len(g.body), (r, g)
+    finally:
+        c.close()
 
 
 # Metadata header required on every proxied path (when the flag is on).
@@ -118,12 +199,11 @@ def test_metadata_header_not_required(make_nmi, emulator, world):
     n = make_nmi(emulator, world["objects"], ["--metadata-header-required=false"])
     since = harness.last_seq(emulator)
     r = n.get("/latest/meta-data/", [], source=world["ip"])
-    assert r.status == 404 and r.json() == {"error": "Not found"}, r
+    assert_json_error(r, 404, "Not found", "not_found")  # not an IMDS path: nmi's own 404
     r = n.get("/metadata/versions", [], source=world["ip"])
     # IMDS itself still wants the header: its 400 is passed back.
     assert r.status == 400, r
-    assert [e["raw_target"] for e in new_entries(emulator, since)] == ["/latest/meta-data/",
-                                                                       "/metadata/versions"]
+    assert [e["raw_target"] for e in new_entries(emulator, since)] == ["/metadata/versions"]
 
 
 # --block-instance-metadata: 403 for any spelling of /metadata/instance, never proxied.
@@ -162,7 +242,8 @@ IDENTITY_BLOCKED = ["/metadata/identity/issuecredential",
                     "/metadata/identity/issuecredential?api-version=2025-04-07",
                     "/Metadata/Identity/IssueCredential", "/metadata/identity/getplatformmetadata",
                     "/metadata/identity", "/metadata/identity/", "/metadata/identity/infox",
-                    "/metadata/identity/info/x", "/metadata//identity/issuecredential"]
+                    "/metadata/identity/info/x", "/metadata//identity/issuecredential",
+                    "/metadata/identity/info."]
 
 
 @pytest.mark.parametrize("target", IDENTITY_BLOCKED)
@@ -187,7 +268,7 @@ CANONICAL = [
      "/metadata/instance/compute/?api-version=2021-02-01"),
     ("query-verbatim", "/metadata//instance?api-version=2021-02-01&format=json&x=%41+b",
      "/metadata/instance?api-version=2021-02-01&format=json&x=%41+b"),
-    ("leading-double-slash", "//doesnotexist", "/doesnotexist"),
+    ("leading-double-slash", "//metadata/versions", "/metadata/versions"),
     ("case-kept-beyond-metadata", "/Metadata/Versions", "/metadata/Versions"),
 ]
 
@@ -292,7 +373,8 @@ def test_hop_by_hop_request_headers_not_forwarded(make_nmi, world, capture):
     srv, handler = capture
     n = make_nmi(None, world["objects"], [],
                  metadata_endpoint="127.0.0.1:%d" % srv.server_address[1])
-    r = n.get("/metadata/versions?x=1", HOP, source=world["ip"], method="POST", body=b"hello")
+    r = n.get("/metadata/scheduledevents?x=1", HOP, source=world["ip"], method="POST",
+              body=b"hello")
     assert r.status == 200, r
     assert len(handler.seen) == 1
     got = {k.lower(): v for k, v in handler.seen[0]["headers"]}
@@ -307,7 +389,7 @@ def test_hop_by_hop_request_headers_not_forwarded(make_nmi, world, capture):
     assert "x-forwarded-for" not in got
     assert handler.seen[0]["body"] == b"hello"
     assert handler.seen[0]["method"] == "POST"
-    assert handler.seen[0]["path"] == "/metadata/versions?x=1"
+    assert handler.seen[0]["path"] == "/metadata/scheduledevents?x=1"
 
 
 def test_hop_by_hop_response_headers_not_passed_back(make_nmi, world, capture):
