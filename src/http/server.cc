@@ -27,6 +27,7 @@
 #include <boost/beast/http/write.hpp>
 #include <spdlog/spdlog.h>
 
+#include "http/request_head.h"
 #include "metrics/nmi_metrics.h"
 
 namespace nmi::http {
@@ -57,84 +58,11 @@ Response errorResponse(bhttp::status status, std::string_view description, unsig
                        std::string_view error = "invalid_request") {
   Response res{status, version};
   res.set(bhttp::field::content_type, "application/json; charset=utf-8");
-  res.body() = std::string(R"({"error":")") + std::string(error) +
-               R"(","error_description":")" + std::string(description) + "\"}\n";
+  res.body() = std::string(R"({"error":")") + std::string(error) + R"(","error_description":")" +
+               std::string(description) + "\"}\n";
   res.keep_alive(false);
   res.prepare_payload();
   return res;
-}
-
-// The status a malformed request gets; nullopt when the connection just ends (EOF, timeout).
-std::optional<std::pair<bhttp::status, std::string_view>> statusForReadError(const error_code& ec) {
-  if (ec == bhttp::error::header_limit) {
-    return std::pair{bhttp::status::request_header_fields_too_large, "Request header too large"};
-  }
-  if (ec == bhttp::error::body_limit) {
-    return std::pair{bhttp::status::payload_too_large, "Request body too large"};
-  }
-  if (ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
-      ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message &&
-      ec != bhttp::error::need_more && ec != bhttp::error::need_buffer) {
-    return std::pair{bhttp::status::bad_request, "Malformed request"};
-  }
-  return std::nullopt;
-}
-
-// Raw checks of a request head (request line and header fields, up to and including the blank
-// line): no obs-fold continuation lines, no NUL, no bare CR or LF.
-std::optional<std::pair<bhttp::status, std::string_view>> checkRawHead(std::string_view head) {
-  for (std::size_t i = 0; i < head.size(); ++i) {
-    const char c = head[i];
-    if (c == '\0') {
-      return std::pair{bhttp::status::bad_request, "Malformed request"};
-    }
-    if (c == '\r' && (i + 1 >= head.size() || head[i + 1] != '\n')) {
-      return std::pair{bhttp::status::bad_request, "Malformed request"};
-    }
-    if (c == '\n') {
-      if (i == 0 || head[i - 1] != '\r') {
-        return std::pair{bhttp::status::bad_request, "Malformed request"};
-      }
-      if (i + 1 < head.size() && (head[i + 1] == ' ' || head[i + 1] == '\t')) {
-        return std::pair{bhttp::status::bad_request, "Obsolete line folding is not accepted"};
-      }
-    }
-  }
-  return std::nullopt;
-}
-
-// Message framing and Host rules of RFC 9112: an HTTP/1.1 request has exactly one Host; no
-// request has more than one; Transfer-Encoding must end in chunked and never comes with a
-// Content-Length (ambiguous framing is how requests are smuggled).
-std::optional<std::pair<bhttp::status, std::string_view>> checkHead(
-    const bhttp::request<bhttp::string_body>& head) {
-  const auto hosts = head.equal_range(bhttp::field::host);
-  const auto host_count = std::distance(hosts.first, hosts.second);
-  if (host_count > 1 || (head.version() >= 11 && host_count != 1)) {
-    return std::pair{bhttp::status::bad_request, "Exactly one Host header is required"};
-  }
-  const auto te = head.equal_range(bhttp::field::transfer_encoding);
-  if (te.first != te.second) {
-    if (head.count(bhttp::field::content_length) > 0) {
-      return std::pair{bhttp::status::bad_request, "Conflicting message framing"};
-    }
-    std::string_view last;
-    for (auto it = te.first; it != te.second; ++it) {
-      std::string_view v = it->value();
-      const auto comma = v.rfind(',');
-      last = comma == std::string_view::npos ? v : v.substr(comma + 1);
-    }
-    while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) {
-      last.remove_prefix(1);
-    }
-    while (!last.empty() && (last.back() == ' ' || last.back() == '\t')) {
-      last.remove_suffix(1);
-    }
-    if (!boost::beast::iequals(last, "chunked")) {
-      return std::pair{bhttp::status::bad_request, "Unsupported transfer coding"};
-    }
-  }
-  return std::nullopt;
 }
 
 // True when the peer has closed its side (recv would return 0) or reset the connection.
@@ -409,18 +337,13 @@ Task<void> Server::session(std::shared_ptr<Connection> connection) {
     // whole head is buffered first so that its raw bytes can be checked: Beast would silently
     // unfold obs-fold lines, which a strict peer (IMDS) might read differently.
     stream.expires_after(limits_.header_timeout);
-    std::optional<std::pair<bhttp::status, std::string_view>> refusal;
+    std::optional<Refusal> refusal;
     for (;;) {
       const auto data = buffer.data();
-      const std::string_view bytes(static_cast<const char*>(data.data()), data.size());
-      const std::size_t end = bytes.find("\r\n\r\n");
-      if (end != std::string_view::npos && end + 4 <= limits_.max_header_bytes) {
-        refusal = checkRawHead(bytes.substr(0, end + 4));
-        break;
-      }
-      if (bytes.size() >= limits_.max_header_bytes) {
-        refusal =
-            std::pair{bhttp::status::request_header_fields_too_large, "Request header too large"};
+      const HeadScan scan =
+          scanHead(std::string_view(static_cast<const char*>(data.data()), data.size()), limits_);
+      if (scan.kind != HeadScan::Kind::NeedMore) {
+        refusal = scan.refusal;
         break;
       }
       const std::size_t n = co_await stream.async_read_some(
@@ -451,11 +374,11 @@ Task<void> Server::session(std::shared_ptr<Connection> connection) {
       }
     }
     if (ec && !refusal) {
-      refusal = statusForReadError(ec);
+      refusal = refusalForReadError(ec);
     }
     if (ec || refusal) {
       if (refusal) {
-        Response res = errorResponse(refusal->first, refusal->second, 11);
+        Response res = errorResponse(refusal->status, refusal->description, 11);
         stream.expires_after(limits_.write_timeout);
         co_await bhttp::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
       }
