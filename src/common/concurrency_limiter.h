@@ -51,18 +51,18 @@ class ConcurrencyLimiter {
   Permit tryAcquire(std::string_view key) {
     const std::lock_guard lock(mu_);
     if (in_use_ >= total_) {
-      return Permit(nullptr, {}, Refusal::TotalLimit);
+      return {nullptr, {}, Refusal::TotalLimit};
     }
     auto it = by_key_.find(std::string(key));
     if (it != by_key_.end() && it->second >= per_key_) {
-      return Permit(nullptr, {}, Refusal::KeyLimit);
+      return {nullptr, {}, Refusal::KeyLimit};
     }
     if (it == by_key_.end()) {
       it = by_key_.emplace(std::string(key), 0).first;
     }
     ++it->second;
     ++in_use_;
-    return Permit(this, it->first, Refusal::None);
+    return {this, it->first, Refusal::None};
   }
 
   std::size_t inUse() const {

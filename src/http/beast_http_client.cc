@@ -253,7 +253,7 @@ Task<Result<void>> writeAndRead(Stream& stream, beast::flat_buffer& buffer,
       }
     }
     const std::size_t n = co_await stream.async_read_some(
-        buffer.prepare(16 * 1024), asio::redirect_error(asio::use_awaitable, ec));
+        buffer.prepare(std::size_t{16} << 10U), asio::redirect_error(asio::use_awaitable, ec));
     buffer.commit(n);
     if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
       if (buffer.size() > 0) {

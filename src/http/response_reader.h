@@ -28,7 +28,7 @@ namespace nmi::http {
 class ResponseReader {
  public:
   struct Limits {
-    std::size_t max_header_bytes = 16 * 1024;  // per response head (interim ones included)
+    std::size_t max_header_bytes = std::size_t{16} << 10U;  // per response head (1xx included)
     std::size_t max_body_bytes = std::size_t{1} << 20U;
     int max_interim = 8;  // interim responses before the final one, at most
   };

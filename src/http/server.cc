@@ -272,7 +272,7 @@ Task<void> Server::refusal(tcp::socket socket, bool per_peer) {
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
     std::array<char, 4096> sink{};
     std::size_t drained = 0;
-    while (!ec && drained < 64 * 1024) {
+    while (!ec && drained < (std::size_t{64} << 10U)) {
       drained += co_await stream.async_read_some(asio::buffer(sink),
                                                  asio::redirect_error(asio::use_awaitable, ec));
     }
