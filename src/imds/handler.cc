@@ -10,6 +10,7 @@
 #include <boost/beast/http/field.hpp>
 #include <fmt/format.h>
 
+#include "common/identifier.h"
 #include "common/log.h"
 #include "identity/gather.h"
 #include "identity/redact.h"
@@ -483,9 +484,12 @@ Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,
     co_return makeReply(replyForTokenError(token->error()), version);
   }
   const token::AccessToken& access = token->value();
-  if (client_id.empty()) {
+  // IMDS answers with the client id of the identity as it knows it (a lower-case GUID), never
+  // with the request's spelling: the upstream's report when there is one, else the identity's.
+  if (!access.client_id.empty()) {
     client_id = access.client_id;
   }
+  client_id = canonicalIdentifier(client_id);
   const SystemTime now = clock_.systemNow();
   audit_.record(AuditLog::Delivery{host_endpoint ? "host_token" : "token", pod.ns, pod.name,
                                    pod.uid, identity_name, client_id, resource,
