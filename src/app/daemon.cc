@@ -323,6 +323,17 @@ int runDaemon(const config::Config& config) {
     return 1;
   }
 
+  // Where service-principal credentials may go: the Azure clouds' Azure AD, plus the operator's.
+  auto aad_authorities = token::AuthorityAllowlist::withExtraHosts(config.token.aad_allowed_hosts);
+  if (!aad_authorities) {
+    log->error("--aad-allowed-hosts: {}", aad_authorities.error().message);
+    return 1;
+  }
+  if (!config.token.aad_allowed_hosts.empty()) {
+    log->info("azure ad hosts allowed besides the azure clouds: {}",
+              fmt::join(config.token.aad_allowed_hosts, ","));
+  }
+
   token::RetryPolicy retry;
   retry.budget = config.token.retry_budget;
   token::ImdsTokenProvider::Options mi_options;
@@ -335,6 +346,7 @@ int runDaemon(const config::Config& config) {
   token::AadTokenProvider::Options sp_options;
   sp_options.user_agent = userAgent(config);
   sp_options.retry = retry;
+  sp_options.allowed_authorities = *aad_authorities;
   token::AadTokenProvider sp_provider(**aad_client, credentials, clock, metrics, sp_options);
   token::CacheOptions cache_options;
   cache_options.refresh_ahead = config.token.refresh_ahead;
@@ -362,6 +374,7 @@ int runDaemon(const config::Config& config) {
   handler_options.pod_wait = config.identity.pod_wait;
   handler_options.metadata_endpoint =
       fmt::format("{}:{}", config.metadata.ip, config.metadata.port);
+  handler_options.aad_authorities = *aad_authorities;
   imds::AuditLog audit(metrics);
   imds::ImdsHandler handler(handler_options, *source, tokens, **imds_client, clock, metrics, audit);
 

@@ -404,6 +404,7 @@ TEST(ConfigHelpTest, HelpListsEveryFlagOnOneLineInGroups) {
                                           "watch-silence-timeout-sec",
                                           "secret-cache-ttl-sec",
                                           "aad-ca-file",
+                                          "aad-allowed-hosts",
                                           "custom-user-agent",
                                           "token-retry-budget-sec",
                                           "token-refresh-ahead-sec",

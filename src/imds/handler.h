@@ -14,6 +14,7 @@
 #include "identity/source.h"
 #include "imds/audit.h"
 #include "imds/responses.h"
+#include "token/authority.h"
 #include "token/caching_token_provider.h"
 
 namespace nmi::metrics {
@@ -35,6 +36,8 @@ struct HandlerOptions {
   // The real IMDS, for proxied paths (host:port).
   std::string metadata_endpoint = "169.254.169.254:80";
   std::chrono::milliseconds proxy_timeout{10'000};
+  // Where service-principal credentials may be sent (the Azure clouds, plus --aad-allowed-hosts).
+  token::AuthorityAllowlist aad_authorities;
 };
 
 // nmi's IMDS face: routes every request (after one canonicalisation) to the token endpoint, the
