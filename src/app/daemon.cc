@@ -359,6 +359,17 @@ int runDaemon(const config::Config& config) {
     return 1;
   }
 
+  // Where service-principal credentials may go: the Azure clouds' Azure AD, plus the operator's.
+  auto aad_authorities = token::AuthorityAllowlist::withExtraHosts(config.token.aad_allowed_hosts);
+  if (!aad_authorities) {
+    log->error("--aad-allowed-hosts: {}", aad_authorities.error().message);
+    return 1;
+  }
+  if (!config.token.aad_allowed_hosts.empty()) {
+    log->info("azure ad hosts allowed besides the azure clouds: {}",
+              fmt::join(config.token.aad_allowed_hosts, ","));
+  }
+
   token::RetryPolicy retry;
   retry.budget = config.token.retry_budget;
   token::ImdsTokenProvider::Options mi_options;
@@ -371,6 +382,7 @@ int runDaemon(const config::Config& config) {
   token::AadTokenProvider::Options sp_options;
   sp_options.user_agent = userAgent(config);
   sp_options.retry = retry;
+  sp_options.allowed_authorities = *aad_authorities;
   token::AadTokenProvider sp_provider(**aad_client, credentials, clock, metrics, sp_options);
   token::CacheOptions cache_options;
   cache_options.refresh_ahead = config.token.refresh_ahead;
@@ -402,6 +414,7 @@ int runDaemon(const config::Config& config) {
       static_cast<std::size_t>(config.metadata.proxy_max_concurrent);
   handler_options.proxy_max_per_pod =
       static_cast<std::size_t>(config.metadata.proxy_max_concurrent_per_pod);
+  handler_options.aad_authorities = *aad_authorities;
   imds::AuditLog audit(metrics);
   imds::ImdsHandler handler(handler_options, *source, tokens, **proxy_client, clock, metrics,
                             audit);

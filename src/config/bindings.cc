@@ -156,6 +156,33 @@ Binding hostPortInto(std::string& field) {
                  }};
 }
 
+Binding authorityListInto(std::vector<std::string>& field) {
+  return Binding{"hosts", "", false,
+                 [&field](const std::string& text) -> std::optional<std::string> {
+                   std::vector<std::string> entries;
+                   std::size_t pos = 0;
+                   while (pos <= text.size()) {
+                     const std::size_t comma = std::min(text.find(',', pos), text.size());
+                     std::string_view entry(text.data() + pos, comma - pos);
+                     while (!entry.empty() && entry.front() == ' ') {
+                       entry.remove_prefix(1);
+                     }
+                     while (!entry.empty() && entry.back() == ' ') {
+                       entry.remove_suffix(1);
+                     }
+                     if (!entry.empty()) {
+                       if (std::optional<std::string> why = checkHostPortEntry(entry)) {
+                         return quoteValue(entry) + ": " + *why;
+                       }
+                       entries.emplace_back(entry);
+                     }
+                     pos = comma + 1;
+                   }
+                   field.insert(field.end(), entries.begin(), entries.end());
+                   return std::nullopt;
+                 }};
+}
+
 Binding stringInto(std::string& field) {
   return Binding{"string", quotedDefault(field), false, [&field](const std::string& text) {
                    field = text;

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.h"
 
@@ -34,6 +35,9 @@ Binding millisInto(std::chrono::milliseconds& field, int min, int max);
 Binding portInto(std::uint16_t& field);
 Binding ipv4Into(std::string& field, bool allow_unspecified);
 Binding hostPortInto(std::string& field);
+// A comma-separated list of host, host:port, [v6] or [v6]:port entries, appended to `field` (the
+// flag may be given several times; empty items are skipped).
+Binding authorityListInto(std::vector<std::string>& field);
 Binding stringInto(std::string& field);
 Binding userAgentInto(std::string& field);  // no control characters (it goes into a header)
 Binding positiveDoubleInto(double& field);

@@ -79,6 +79,9 @@ struct TokenConfig {
   int per_pod_max_keys = 32;                // --per-pod-max-tokens
   double per_pod_miss_rate = 5.0;           // --per-pod-miss-rate (misses per second)
   int per_pod_miss_burst = 20;              // --per-pod-miss-burst
+  // --aad-allowed-hosts (comma-separated, repeatable): Azure AD hosts, beyond the Azure clouds',
+  // that service-principal credentials may be sent to: "host", "host:port", "[v6]", "[v6]:port".
+  std::vector<std::string> aad_allowed_hosts;
   // HTTPS_PROXY / NO_PROXY from the environment, for Azure AD calls.
   std::string https_proxy;
   std::string no_proxy;

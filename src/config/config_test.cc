@@ -169,6 +169,12 @@ TEST(ConfigFormTest, LastOccurrenceWins) {
   EXPECT_EQ(configOf({"--node=a", "-node", "b"}).identity.node_name, "b");
 }
 
+TEST(ConfigFormTest, ValuesInBracketsAreKeptAsGiven) {
+  EXPECT_EQ(configOf({"--custom-user-agent=[bot]"}).token.custom_user_agent, "[bot]");
+  EXPECT_EQ(configOf({"--custom-user-agent", "[a],[b]"}).token.custom_user_agent, "[a],[b]");
+  EXPECT_EQ(configOf({"--node=[x]"}).identity.node_name, "[x]");
+}
+
 TEST(ConfigFormTest, EveryOccurrenceIsChecked) {
   EXPECT_EQ(errorOf({"--nmi-port=abc", "--nmi-port=2000"}),
             "invalid value \"abc\" for flag --nmi-port: not a port number");
@@ -398,6 +404,7 @@ TEST(ConfigHelpTest, HelpListsEveryFlagOnOneLineInGroups) {
                                           "watch-silence-timeout-sec",
                                           "secret-cache-ttl-sec",
                                           "aad-ca-file",
+                                          "aad-allowed-hosts",
                                           "custom-user-agent",
                                           "token-retry-budget-sec",
                                           "token-refresh-ahead-sec",

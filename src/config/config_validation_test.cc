@@ -82,6 +82,40 @@ TEST(ConfigValidationTest, TokenEndpointIsHostAndPort) {
   EXPECT_THAT(errorOf({"--imds-token-endpoint=::1:80"}), HasSubstr("in brackets"));
 }
 
+TEST(ConfigValidationTest, AadAllowedHostsIsAListOfHostsWithOptionalPorts) {
+  EXPECT_TRUE(configOf({}).token.aad_allowed_hosts.empty());
+  EXPECT_EQ(configOf({"--aad-allowed-hosts=adfs.contoso.com"}).token.aad_allowed_hosts,
+            (std::vector<std::string>{"adfs.contoso.com"}));
+  EXPECT_EQ(
+      configOf({"--aad-allowed-hosts=adfs.contoso.com, 127.0.0.1:8443,[::1]:9443,[fd00::1],"})
+          .token.aad_allowed_hosts,
+      (std::vector<std::string>{"adfs.contoso.com", "127.0.0.1:8443", "[::1]:9443", "[fd00::1]"}));
+  EXPECT_EQ(configOf({"--aad-allowed-hosts=[::1]"}).token.aad_allowed_hosts,
+            (std::vector<std::string>{"[::1]"}));
+  EXPECT_EQ(configOf({"--aad-allowed-hosts=[::1],[fd00::2]:8443"}).token.aad_allowed_hosts,
+            (std::vector<std::string>{"[::1]", "[fd00::2]:8443"}));
+  // Repeated flags add up (a list, like pflag's string slices).
+  EXPECT_EQ(configOf({"--aad-allowed-hosts=a.example", "--aad-allowed-hosts", "b.example:444"})
+                .token.aad_allowed_hosts,
+            (std::vector<std::string>{"a.example", "b.example:444"}));
+  EXPECT_TRUE(configOf({"--aad-allowed-hosts="}).token.aad_allowed_hosts.empty());
+  EXPECT_EQ(errorOf({"--aad-allowed-hosts=https://adfs.contoso.com"}),
+            "invalid value \"https://adfs.contoso.com\" for flag --aad-allowed-hosts: "
+            "\"https://adfs.contoso.com\": expected host, host:port or [v6-address]:port, "
+            "without scheme, path or user");
+  EXPECT_THAT(errorOf({"--aad-allowed-hosts=ok.example,adfs.contoso.com/adfs"}),
+              HasSubstr("\"adfs.contoso.com/adfs\": expected host"));
+  EXPECT_THAT(errorOf({"--aad-allowed-hosts=a b"}), HasSubstr("not a host name"));
+  EXPECT_THAT(errorOf({"--aad-allowed-hosts=host:0"}), HasSubstr("port must be between"));
+  EXPECT_THAT(errorOf({"--aad-allowed-hosts=host:"}), HasSubstr("port not a port number"));
+  EXPECT_THAT(errorOf({"--aad-allowed-hosts=:443"}), HasSubstr("the host is missing"));
+  EXPECT_THAT(errorOf({"--aad-allowed-hosts=user@host"}),
+              HasSubstr("without scheme, path or user"));
+  EXPECT_THAT(errorOf({"--aad-allowed-hosts=::1"}), HasSubstr("in brackets"));
+  EXPECT_THAT(errorOf({"--aad-allowed-hosts=[::1"}), HasSubstr("[v6-address]"));
+  EXPECT_THAT(errorOf({"--aad-allowed-hosts=[::g]"}), HasSubstr("not an IPv6 address"));
+}
+
 TEST(ConfigValidationTest, OperationModeIsLowerCasedFirst) {
   EXPECT_EQ(configOf({"--operation-mode=Standard"}).identity.mode, OperationMode::Standard);
   const Config managed = configOf({"--operation-mode=MANAGED", "--forceNamespaced"});

@@ -74,24 +74,15 @@ ArgSpec FlagSet::specOf(std::string_view name) const {
 }
 
 Result<void> FlagSet::store(const std::vector<ArgValue>& values) {
-  // CLI11 misreads `--name=` (it takes the next word as the value), so an empty value travels as
-  // its own word. CLI11 wants the words in reverse order.
-  std::vector<std::string> words;
+  // Every occurrence is kept exactly as given, in order. (Handing them to CLI11's parser rewrote
+  // a value written as "[...]" into a list: "[::1]" became "::1", "[a],[b]" two values.)
   for (const ArgValue& arg : values) {
-    if (arg.value.empty()) {
-      words.push_back("--" + arg.name);
-      words.emplace_back();
-    } else {
-      words.push_back("--" + arg.name + "=" + arg.value);
+    const auto it = std::find_if(flags_.begin(), flags_.end(),
+                                 [&arg](const Flag& flag) { return flag.def.name == arg.name; });
+    if (it == flags_.end()) {
+      return makeError(ErrorCode::Internal, "flag parser: unknown flag --" + arg.name);
     }
-  }
-  std::reverse(words.begin(), words.end());
-  try {
-    app_->parse(words);
-  } catch (const CLI::ParseError& e) {
-    return makeError(ErrorCode::Internal, std::string("flag parser: ") + e.what());
-  } catch (const std::exception& e) {
-    return makeError(ErrorCode::Internal, std::string("flag parser: ") + e.what());
+    it->values.push_back(arg.value);
   }
   return {};
 }

@@ -1,7 +1,7 @@
 #pragma once
 
 // The set of flags: each flag's name, help group, origin and the Binding that converts its text
-// into a Config field. CLI11 holds the values and renders --help; nothing outside config/ sees it.
+// into a Config field. CLI11 renders --help; nothing outside config/ sees it.
 // Internal to config/.
 
 #include <deque>
@@ -49,7 +49,7 @@ class FlagSet final {
 
   ArgSpec specOf(std::string_view name) const;
 
-  // Hands the occurrences to CLI11 (which keeps every one, in order).
+  // Keeps every occurrence, in order, exactly as given.
   Result<void> store(const std::vector<ArgValue>& values);
   bool given(std::string_view name) const;
   // The last value given for `name` (pflag: the last one wins), if any.
@@ -65,12 +65,12 @@ class FlagSet final {
   struct Flag {
     FlagDef def;
     Binding binding;
-    std::vector<std::string> values;  // filled by CLI11
+    std::vector<std::string> values;  // filled by store()
   };
   const Flag* find(std::string_view name) const;
 
   std::unique_ptr<CLI::App> app_;
-  std::deque<Flag> flags_;  // a deque: CLI11 keeps pointers to `values`
+  std::deque<Flag> flags_;  // a deque: CLI11 keeps pointers to `values` (for --help)
   std::vector<std::pair<std::string_view, std::string_view>> removed_;
 };
 

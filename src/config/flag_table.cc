@@ -116,6 +116,11 @@ void registerIdentity(FlagSet& f, IdentityConfig& c) {
 void registerToken(FlagSet& f, TokenConfig& c) {
   f.add({"aad-ca-file", kToken, "extra CA bundle trusted for Azure AD", Origin::New},
         stringInto(c.aad_ca_file));
+  f.add({"aad-allowed-hosts", kToken,
+         "Azure AD hosts (host[:port],...) service-principal secrets may be sent to, besides the "
+         "Azure clouds' (ADFS, Azure Stack)",
+         Origin::New},
+        authorityListInto(c.aad_allowed_hosts));
   f.add({"custom-user-agent", kToken, "appended to the User-Agent of outgoing requests"},
         userAgentInto(c.custom_user_agent));
   f.add(

@@ -231,6 +231,54 @@ bool isHostName(std::string_view text) {
   return false;
 }
 
+std::optional<std::string> checkHostPortEntry(std::string_view text) {
+  if (text.find_first_of("/?#@") != std::string_view::npos) {
+    return "expected host, host:port or [v6-address]:port, without scheme, path or user";
+  }
+  std::string_view host = text;
+  std::string_view port;
+  bool has_port = false;
+  if (text.starts_with('[')) {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos || close < 3) {
+      return "expected [v6-address] or [v6-address]:port";
+    }
+    host = text.substr(1, close - 1);
+    const std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') {
+        return "expected [v6-address] or [v6-address]:port";
+      }
+      has_port = true;
+      port = rest.substr(1);
+    }
+    for (const char c : host) {
+      if (digitValue(c) > 15 && c != ':' && c != '.') {
+        return "not an IPv6 address in brackets";
+      }
+    }
+  } else {
+    const std::size_t colon = text.find(':');
+    if (colon != std::string_view::npos) {
+      host = text.substr(0, colon);
+      port = text.substr(colon + 1);
+      has_port = true;
+      if (port.find(':') != std::string_view::npos) {
+        return "an IPv6 host must be written in brackets: [v6-address]:port";
+      }
+    }
+    if (!isHostName(host)) {
+      return host.empty() ? "the host is missing" : "not a host name or IPv4 address";
+    }
+  }
+  if (has_port) {
+    if (std::optional<std::string> why = checkPort(port)) {
+      return "port " + *why;
+    }
+  }
+  return std::nullopt;
+}
+
 bool isKlogSeverity(std::string_view text) {
   for (const std::string_view name : {"INFO", "WARNING", "ERROR", "FATAL"}) {
     if (equalsIgnoreCase(text, name)) {

@@ -34,6 +34,10 @@ bool isIpv4(std::string_view text);
 // '-'), or a dotted-quad IPv4 address.
 bool isHostName(std::string_view text);
 
+// An authority without scheme or path: "host" or "host:port" (host as isHostName allows), or
+// "[v6]" / "[v6]:port". Returns why not when invalid.
+std::optional<std::string> checkHostPortEntry(std::string_view text);
+
 // klog's --stderrthreshold: a severity name (INFO, WARNING, ERROR, FATAL, any case) or a number.
 bool isKlogSeverity(std::string_view text);
 

@@ -6,6 +6,7 @@
 #include <tuple>
 #include <utility>
 
+#include "common/identifier.h"
 #include "identity/redact.h"
 
 namespace nmi::identity {
@@ -95,16 +96,11 @@ bool hasRequest(const IdentityRequest& request) {
   return !request.client_id.empty() || !request.resource_id.empty();
 }
 
-// The request names this identity, ignoring case (the original's wait loop).
-bool requestedLoosely(const IdentityRequest& request, const AzureIdentity& id) {
-  return (!request.client_id.empty() && equalsIgnoreCase(request.client_id, id.client_id)) ||
-         (!request.resource_id.empty() && equalsIgnoreCase(request.resource_id, id.resource_id));
-}
-
-// The request names this identity exactly (the original's selection).
-bool requestedExactly(const IdentityRequest& request, const AzureIdentity& id) {
-  return (!request.client_id.empty() && request.client_id == id.client_id) ||
-         (!request.resource_id.empty() && request.resource_id == id.resource_id);
+// The request names this identity: its client id or its resource id, in any spelling (IMDS
+// compares GUIDs and resource ids without regard to case, and so does every check here).
+bool requested(const IdentityRequest& request, const AzureIdentity& id) {
+  return (!request.client_id.empty() && sameIdentifier(request.client_id, id.client_id)) ||
+         (!request.resource_id.empty() && sameIdentifier(request.resource_id, id.resource_id));
 }
 
 // The first exception (by name) of the pod's namespace with a podLabels entry the pod carries
@@ -165,7 +161,7 @@ bool assignmentPending(const ResolveInput& input, const IdentityRequest& request
                            !(id->ns == binding.ns && binding.ns == input.pod.ns)) {
                          return false;
                        }
-                       return !hasRequest(request) || requestedExactly(request, *id);
+                       return !hasRequest(request) || requested(request, *id);
                      });
 }
 
@@ -195,20 +191,20 @@ Decision resolveStandard(const ResolveInput& input, const IdentityRequest& reque
     }
   }
 
-  const bool requested = hasRequest(request);
-  const auto loosely = [&request](const AzureAssignedIdentity* a) {
-    return requestedLoosely(request, a->identity);
+  const bool any_request = hasRequest(request);
+  const auto names = [&request](const AzureAssignedIdentity* a) {
+    return requested(request, a->identity);
   };
   std::vector<const AzureAssignedIdentity*>* group = nullptr;
-  if (!requested) {
+  if (!any_request) {
     if (!legacy.empty()) {
       group = &legacy;
     } else if (!assigned.empty()) {
       group = &assigned;
     }
-  } else if (std::any_of(legacy.begin(), legacy.end(), loosely)) {
+  } else if (std::any_of(legacy.begin(), legacy.end(), names)) {
     group = &legacy;
-  } else if (std::any_of(assigned.begin(), assigned.end(), loosely)) {
+  } else if (std::any_of(assigned.begin(), assigned.end(), names)) {
     group = &assigned;
   }
 
@@ -228,24 +224,23 @@ Decision resolveStandard(const ResolveInput& input, const IdentityRequest& reque
       return notFound(noIdentityFound(request) + ": every identity assigned to pod " + podKey(pod) +
                       " is namespaced in another namespace");
     }
-    if (!requested) {
+    if (!any_request) {
       return grant(candidates.front()->identity, "no identity requested; pod " + podKey(pod) +
                                                      " matched " + state + " identity " +
                                                      identityKey(candidates.front()->identity));
     }
     for (const auto* a : candidates) {
-      if (requestedExactly(request, a->identity)) {
+      if (requested(request, a->identity)) {
         return grant(a->identity, describeRequest(request) + "; pod " + podKey(pod) + " matched " +
                                       state + " identity " + identityKey(a->identity));
       }
     }
     return notFound(noIdentityFound(request) + " (" + describeRequest(request) +
-                    " matches an assigned identity only ignoring case, or one in another "
-                    "namespace)");
+                    " matches only identities namespaced in another namespace)");
   }
 
   const bool created_pending =
-      requested ? std::any_of(created.begin(), created.end(), loosely) : !created.empty();
+      any_request ? std::any_of(created.begin(), created.end(), names) : !created.empty();
   if (created_pending) {
     return wait(WaitReason::Created, describeRequest(request) + "; identity for pod " +
                                          podKey(pod) + " is in Created state, waiting for MIC");
@@ -275,13 +270,13 @@ Decision resolveManaged(const ResolveInput& input, const IdentityRequest& reques
       identities.emplace(id.name, &id);
     }
   }
-  const bool requested = hasRequest(request);
+  const bool any_request = hasRequest(request);
   for (const auto& [name, id] : identities) {
-    if (!requested) {
+    if (!any_request) {
       return grant(*id, "no identity requested; pod " + podKey(pod) + " matched identity " +
                             identityKey(*id));
     }
-    if (requestedExactly(request, *id)) {
+    if (requested(request, *id)) {
       return grant(*id, describeRequest(request) + "; pod " + podKey(pod) + " matched identity " +
                             identityKey(*id));
     }

@@ -100,20 +100,21 @@ struct Decision {
 //  3. object_id alone → InvalidRequest (an AzureIdentity has no object id to match);
 //  4. standard mode: assignments are grouped by state (Unassigned and unknown states ignored).
 //     Candidates: with no request the Legacy group, else the Assigned group; with a request the
-//     Legacy group if one of its identities is requested ignoring case, else the Assigned group
-//     if one of its is. Candidates whose identity is namespaced (flag or annotation) and of
-//     another namespace are dropped; the rest are ordered by identity namespace, identity name,
-//     assignment name. Grant the first (no request) or the first whose client id / resource id
-//     equals the request exactly; otherwise NotFound. No candidates: Wait(Created) if a Created
-//     assignment is requested ignoring case (any, with no request); else Wait(BindingPending) if
-//     MIC would assign a requested identity (pod has a non-empty aadpodidbinding value, a binding
-//     with that selector names an existing identity, namespace rule as MIC applies it); else
-//     NotFound.
+//     Legacy group if one of its identities is requested, else the Assigned group if one of its
+//     is. Candidates whose identity is namespaced (flag or annotation) and of another namespace
+//     are dropped; the rest are ordered by identity namespace, identity name, assignment name.
+//     Grant the first (no request) or the first requested; otherwise NotFound. No candidates:
+//     Wait(Created) if a Created assignment is requested (any, with no request); else
+//     Wait(BindingPending) if MIC would assign a requested identity (pod has a non-empty
+//     aadpodidbinding value, a binding with that selector names an existing identity, namespace
+//     rule as MIC applies it); else NotFound.
 //  5. managed mode: bindings and identities of the pod's namespace only; identities named by
-//     those bindings, by name: Grant the first (no request) or the first matching the request
-//     exactly. Otherwise Wait(BindingPending) if such a binding names an identity that does not
-//     exist (yet), else NotFound.
-// Pure; the same input always gives the same decision.
+//     those bindings, by name: Grant the first (no request) or the first requested. Otherwise
+//     Wait(BindingPending) if such a binding names an identity that does not exist (yet), else
+//     NotFound.
+// "Requested": the request's client_id equals the identity's clientID, or its resource id the
+// identity's resourceID, compared as IMDS compares them: without regard to case
+// (common/identifier.h). Pure; the same input always gives the same decision.
 Decision resolve(const ResolveInput& input, const IdentityRequest& request,
                  const ResolverOptions& options);
 

@@ -15,6 +15,9 @@ constexpr const char* kClientAUpper = "AAAAAAAA-1111-1111-1111-AAAAAAAAAAAA";
 constexpr const char* kClientB = "bbbbbbbb-2222-2222-2222-bbbbbbbbbbbb";
 constexpr const char* kResourceA = "/subscriptions/s/resourceGroups/rg/providers/id/a";
 constexpr const char* kResourceAUpper = "/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/ID/A";
+constexpr const char* kClientAMixed = "aAaAaAaA-1111-1111-1111-AaAaAaAaAaAa";
+constexpr const char* kResourceAMixed = "/Subscriptions/S/ResourceGroups/rg/Providers/Id/a";
+constexpr const char* kClientBUpper = "BBBBBBBB-2222-2222-2222-BBBBBBBBBBBB";
 
 PodInfo makePod(std::string ns = "apps", std::string name = "web",
                 const std::string& selector = "demo") {
@@ -198,8 +201,8 @@ ResolveInput exceptedInput(std::map<std::string, std::string> pod_labels,
 
 TEST(ResolveTest, ExceptedPodForwardsTheRequestUnchanged) {
   const auto input = exceptedInput({{"app", "mic"}}, {makeException("apps", {{"app", "mic"}})});
-  for (const auto& request :
-       {IdentityRequest{}, byClientId(kClientB), byResourceId(kResourceA), byObjectId("object")}) {
+  for (const auto& request : {IdentityRequest{}, byClientId(kClientB), byClientId(kClientBUpper),
+                              byResourceId(kResourceAMixed), byObjectId("object")}) {
     const auto d = resolve(input, request, standard());
     ASSERT_EQ(d.kind, DecisionKind::Exception) << d.reason;
     EXPECT_EQ(d.forward, request);
@@ -307,14 +310,21 @@ TEST(ResolveStandardTest, StateAndRequestCombinations) {
        byClientId(kClientA),
        DecisionKind::Grant,
        "id-a"},
-      {"client id, assigned other case: waits no more, selection is exact",
+      {"client id, assigned, upper case",
        {makeAssigned(a, S::Assigned)},
        byClientId(kClientAUpper),
-       DecisionKind::NotFound},
+       DecisionKind::Grant,
+       "id-a"},
+      {"client id, assigned, mixed case",
+       {makeAssigned(a, S::Assigned), makeAssigned(b, S::Assigned)},
+       byClientId(kClientAMixed),
+       DecisionKind::Grant,
+       "id-a"},
       {"client id, legacy other case",
        {makeAssigned(a, S::Legacy)},
        byClientId(kClientAUpper),
-       DecisionKind::NotFound},
+       DecisionKind::Grant,
+       "id-a"},
       {"client id, created",
        {makeAssigned(a, S::Created)},
        byClientId(kClientA),
@@ -349,20 +359,37 @@ TEST(ResolveStandardTest, StateAndRequestCombinations) {
        byClientId(kClientA),
        DecisionKind::Grant,
        "id-a"},
-      {"client id, loosely requested legacy group wins over exact assigned (original)",
+      {"client id, legacy group wins over assigned (original), whatever the spelling",
        {makeAssigned(a, S::Legacy),
         makeAssigned(makeIdentity("apps", "id-a2", kClientAUpper), S::Assigned)},
        byClientId(kClientAUpper),
+       DecisionKind::Grant,
+       "id-a"},
+      {"client id, another pod's identity in any spelling",
+       {makeAssigned(a, S::Assigned)},
+       byClientId(kClientBUpper),
        DecisionKind::NotFound},
       {"resource id, assigned exact",
        {makeAssigned(b, S::Assigned), makeAssigned(a, S::Assigned)},
        byResourceId(kResourceA),
        DecisionKind::Grant,
        "id-a"},
-      {"resource id, other case",
+      {"resource id, upper case",
        {makeAssigned(a, S::Assigned)},
        byResourceId(kResourceAUpper),
-       DecisionKind::NotFound},
+       DecisionKind::Grant,
+       "id-a"},
+      {"resource id, mixed case",
+       {makeAssigned(b, S::Assigned), makeAssigned(a, S::Assigned)},
+       byResourceId(kResourceAMixed),
+       DecisionKind::Grant,
+       "id-a"},
+      {"resource id, created, other case",
+       {makeAssigned(a, S::Created)},
+       byResourceId(kResourceAUpper),
+       DecisionKind::Wait,
+       "",
+       WaitReason::Created},
       {"resource id, created",
        {makeAssigned(a, S::Created)},
        byResourceId(kResourceA),
@@ -470,6 +497,29 @@ TEST(ResolveStandardTest, ForceNamespacedDropsIdentitiesOfOtherNamespaces) {
             DecisionKind::NotFound);
 }
 
+TEST(ResolveStandardTest, NoSpellingReachesAnIdentityOfAnotherNamespace) {
+  auto options = standard();
+  options.force_namespaced = true;
+  const auto elsewhere = makeIdentity("other", "id-x", kClientA, kResourceA);
+  const auto here = makeIdentity("apps", "id-y", kClientB);
+  const auto input = inputWith({makeAssigned(elsewhere, AssignedState::Assigned),
+                                makeAssigned(here, AssignedState::Assigned)});
+  for (const auto& request : {byClientId(kClientA), byClientId(kClientAUpper),
+                              byClientId(kClientAMixed), byResourceId(kResourceAMixed)}) {
+    SCOPED_TRACE(request.client_id + request.resource_id);
+    EXPECT_EQ(resolve(input, request, options).kind, DecisionKind::NotFound);
+  }
+  EXPECT_EQ(resolve(input, byClientId(kClientBUpper), options).identity.name, "id-y");
+}
+
+TEST(ResolveStandardTest, HostTokenMatchesInAnySpellingToo) {
+  auto options = standard();
+  options.check_exceptions = false;  // /host/token
+  const auto input = inputWith({makeAssigned(identityA(), AssignedState::Assigned)});
+  EXPECT_EQ(resolve(input, byClientId(kClientAMixed), options).identity.name, "id-a");
+  EXPECT_EQ(resolve(input, byClientId(kClientBUpper), options).kind, DecisionKind::NotFound);
+}
+
 TEST(ResolveStandardTest, NamespacedAnnotationActsWithoutTheFlag) {
   const auto elsewhere = makeIdentity("other", "id-x", kClientA, "", /*namespaced=*/true);
   EXPECT_EQ(
@@ -499,10 +549,12 @@ TEST(ResolveStandardTest, WaitsForMicWhenABindingSelectsThePod) {
   EXPECT_EQ(resolve(input, byResourceId(kResourceA), standard()).kind, DecisionKind::Wait);
 }
 
-TEST(ResolveStandardTest, BindingWaitNeedsTheRequestedIdentityExactly) {
+TEST(ResolveStandardTest, BindingWaitNeedsARequestedIdentity) {
   const auto input = withBinding(makeBinding("apps", "bind-a", "id-a"), {identityA()});
   EXPECT_EQ(resolve(input, byClientId(kClientB), standard()).kind, DecisionKind::NotFound);
-  EXPECT_EQ(resolve(input, byClientId(kClientAUpper), standard()).kind, DecisionKind::NotFound);
+  EXPECT_EQ(resolve(input, byClientId(kClientBUpper), standard()).kind, DecisionKind::NotFound);
+  EXPECT_EQ(resolve(input, byClientId(kClientAUpper), standard()).kind, DecisionKind::Wait);
+  EXPECT_EQ(resolve(input, byResourceId(kResourceAMixed), standard()).kind, DecisionKind::Wait);
 }
 
 TEST(ResolveStandardTest, BindingToMissingIdentityIsNotFound) {
@@ -573,15 +625,27 @@ TEST(ResolveManagedTest, ChoosesFirstIdentityByName) {
   EXPECT_EQ(resolve(input, {}, managed()).identity.name, "id-a");
 }
 
-TEST(ResolveManagedTest, SelectsRequestedIdentityExactly) {
+TEST(ResolveManagedTest, SelectsRequestedIdentityInAnySpelling) {
   const auto input =
       managedInput({makeBinding("apps", "bind-a", "id-a"), makeBinding("apps", "bind-b", "id-b")},
                    {identityA(), identityB()});
   EXPECT_EQ(resolve(input, byClientId(kClientB), managed()).identity.name, "id-b");
+  EXPECT_EQ(resolve(input, byClientId(kClientBUpper), managed()).identity.name, "id-b");
   EXPECT_EQ(resolve(input, byResourceId(kResourceA), managed()).identity.name, "id-a");
-  EXPECT_EQ(resolve(input, byClientId(kClientAUpper), managed()).kind, DecisionKind::NotFound);
-  EXPECT_EQ(resolve(input, byResourceId(kResourceAUpper), managed()).kind, DecisionKind::NotFound);
+  EXPECT_EQ(resolve(input, byClientId(kClientAUpper), managed()).identity.name, "id-a");
+  EXPECT_EQ(resolve(input, byClientId(kClientAMixed), managed()).identity.name, "id-a");
+  EXPECT_EQ(resolve(input, byResourceId(kResourceAUpper), managed()).identity.name, "id-a");
   EXPECT_EQ(resolve(input, byClientId("cccccccc-3333"), managed()).kind, DecisionKind::NotFound);
+  EXPECT_EQ(resolve(input, byClientId("CCCCCCCC-3333"), managed()).kind, DecisionKind::NotFound);
+}
+
+TEST(ResolveManagedTest, AnotherPodsIdentityIsRefusedInAnySpelling) {
+  // The pod is bound to id-a only; id-b exists in its namespace, bound to other pods.
+  const auto input = managedInput({makeBinding("apps", "bind-a", "id-a")}, {identityA()});
+  for (const auto* spelling : {kClientB, kClientBUpper, "bBbBbBbB-2222-2222-2222-BbBbBbBbBbBb"}) {
+    SCOPED_TRACE(spelling);
+    EXPECT_EQ(resolve(input, byClientId(spelling), managed()).kind, DecisionKind::NotFound);
+  }
 }
 
 TEST(ResolveManagedTest, OnlyThePodsNamespaceCounts) {

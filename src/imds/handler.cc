@@ -10,7 +10,9 @@
 #include <boost/beast/http/field.hpp>
 #include <fmt/format.h>
 
+#include "common/identifier.h"
 #include "common/log.h"
+#include "identity/credential_secret.h"
 #include "identity/gather.h"
 #include "identity/redact.h"
 #include "metrics/nmi_metrics.h"
@@ -89,9 +91,10 @@ identity::IdentityRequest identityRequest(const http::CanonicalTarget& target) {
   return r;
 }
 
-// The token request for a granted AzureIdentity, or the reply when it cannot be used.
+// The token request for a granted AzureIdentity, or why it cannot be used: PermissionDenied when
+// --forceNamespaced (`force_namespaced`) forbids its Secret, InvalidArgument otherwise.
 Result<token::TokenRequest> tokenRequestFor(const identity::AzureIdentity& id,
-                                            const std::string& resource) {
+                                            const std::string& resource, bool force_namespaced) {
   token::TokenRequest r;
   r.resource = resource;
   switch (id.type) {
@@ -112,19 +115,24 @@ Result<token::TokenRequest> tokenRequestFor(const identity::AzureIdentity& id,
       }
       return r;
     case 1:
-    case 2:
+    case 2: {
       r.kind = id.type == 1 ? token::TokenRequest::Kind::ServicePrincipalSecret
                             : token::TokenRequest::Kind::ServicePrincipalCertificate;
       r.client_id = id.client_id;
       r.tenant_id = id.tenant_id;
       r.ad_endpoint = id.ad_endpoint;
-      r.credential = token::CredentialRef{id.client_password.ns, id.client_password.name};
-      if (r.client_id.empty() || r.tenant_id.empty() || r.credential.name.empty()) {
+      if (r.client_id.empty() || r.tenant_id.empty() || id.client_password.name.empty()) {
         return makeError(ErrorCode::InvalidArgument,
                          fmt::format("identity {}/{} lacks clientID, tenantID or clientPassword",
                                      id.ns, id.name));
       }
+      auto secret = identity::credentialSecretFor(id, force_namespaced);
+      if (!secret) {
+        return std::move(secret).error();
+      }
+      r.credential = token::CredentialRef{secret->ns, secret->name};
       return r;
+    }
     default:
       return makeError(ErrorCode::InvalidArgument,
                        fmt::format("unsupported identity type {}", id.type));
@@ -149,10 +157,29 @@ token::TokenRequest exceptionRequest(const identity::IdentityRequest& forward,
   return r;
 }
 
+// Where a service principal's credential would go must be an allowed Azure AD host (the Azure
+// clouds, or --aad-allowed-hosts). Checked before its Secret is read. Nullopt when allowed, or
+// for managed identities.
+std::optional<token::AuthorityCheck> refusedAadHost(const token::TokenRequest& request,
+                                                    const token::AuthorityAllowlist& allowlist) {
+  if (request.kind == token::TokenRequest::Kind::ManagedIdentity) {
+    return std::nullopt;
+  }
+  const std::string_view endpoint =
+      request.ad_endpoint.empty() ? token::kDefaultAadEndpoint : request.ad_endpoint;
+  token::AuthorityCheck check = token::checkAuthority(endpoint, allowlist);
+  if (check.allowed) {
+    return std::nullopt;
+  }
+  return check;
+}
+
 Reply replyForTokenError(const Error& e) {
   switch (e.code) {
     case ErrorCode::Upstream:
       return Reply::TokenRefused;  // IMDS or Azure AD said no (the original's 403)
+    case ErrorCode::PermissionDenied:
+      return Reply::AadHostRefused;  // the provider's own guard (refusedAadHost checks first)
     case ErrorCode::ResourceExhausted:
       return Reply::TooManyRequests;
     default:
@@ -476,10 +503,27 @@ Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,
       client_id = decision.forward.client_id;
       break;
     case DecisionKind::Grant: {
-      auto r = tokenRequestFor(decision.identity, resource);
+      const identity::AzureIdentity& id = decision.identity;
+      auto r = tokenRequestFor(id, resource, options_.force_namespaced);
       if (!r) {
         outcome.detail = r.error().message;
+        if (r.error().code == ErrorCode::PermissionDenied) {
+          log()->warn(
+              "service principal refused: its Secret is outside the identity's namespace "
+              "(--forceNamespaced) identity={}/{} pod={}/{} secret_namespace={:?}",
+              id.ns, id.name, pod.ns, pod.name, id.client_password.ns);
+          co_return makeReply(Reply::CredentialSecretRefused, version);
+        }
         co_return makeReply(Reply::TokenUnavailable, version);
+      }
+      if (const auto refused = refusedAadHost(*r, options_.aad_authorities)) {
+        outcome.detail = "azure ad host refused: " + refused->reason;
+        log()->warn(
+            "service principal refused: Azure AD host not allowed identity={}/{} pod={}/{} "
+            "host={} reason=\"{}\"",
+            id.ns, id.name, pod.ns, pod.name,
+            refused->authority.empty() ? "(unparsable)" : refused->authority, refused->reason);
+        co_return makeReply(Reply::AadHostRefused, version);
       }
       token_request = std::move(*r);
       identity_name = decision.identity.ns + "/" + decision.identity.name;
@@ -502,9 +546,12 @@ Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,
     co_return makeReply(replyForTokenError(token->error()), version);
   }
   const token::AccessToken& access = token->value();
-  if (client_id.empty()) {
+  // IMDS answers with the client id of the identity as it knows it (a lower-case GUID), never
+  // with the request's spelling: the upstream's report when there is one, else the identity's.
+  if (!access.client_id.empty()) {
     client_id = access.client_id;
   }
+  client_id = canonicalIdentifier(client_id);
   const SystemTime now = clock_.systemNow();
   audit_.record(AuditLog::Delivery{host_endpoint ? "host_token" : "token", pod.ns, pod.name,
                                    pod.uid, identity_name, client_id, resource,

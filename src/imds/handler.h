@@ -15,6 +15,7 @@
 #include "identity/source.h"
 #include "imds/audit.h"
 #include "imds/responses.h"
+#include "token/authority.h"
 #include "token/caching_token_provider.h"
 
 namespace nmi::metrics {
@@ -41,6 +42,8 @@ struct HandlerOptions {
   // slot with nmi's own token requests.
   std::size_t proxy_max_concurrent = 32;
   std::size_t proxy_max_per_pod = 4;
+  // Where service-principal credentials may be sent (the Azure clouds, plus --aad-allowed-hosts).
+  token::AuthorityAllowlist aad_authorities;
 };
 
 // nmi's IMDS face: routes every request (after one canonicalisation) to the token endpoint, the

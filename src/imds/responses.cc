@@ -48,6 +48,13 @@ ReplySpec specFor(Reply reply) {
       return {403, "forbidden", "Request blocked by nmi", ""};
     case Reply::TokenRefused:
       return {403, "forbidden", "The token request for this identity was refused", ""};
+    // Permanent misconfigurations: 403, which no SDK retries (404, 429 and 5xx are retried for
+    // up to two minutes; 400 reads as "no identity here" and sends credential chains onwards).
+    case Reply::CredentialSecretRefused:
+      return {403, "forbidden",
+              "The identity's credential Secret is not in the identity's namespace", ""};
+    case Reply::AadHostRefused:
+      return {403, "forbidden", "The identity's Azure AD host is not allowed by nmi", ""};
     case Reply::NotFound:
       return {404, "not_found", "Not found", ""};
     case Reply::MethodNotAllowed:

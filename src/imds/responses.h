@@ -26,6 +26,8 @@ enum class Reply {
   InstanceBlocked,           // 403: --block-instance-metadata
   IdentityPathBlocked,       // 403: other /metadata/identity endpoints (e.g. IMDSv2 credentials)
   TokenRefused,              // 403: IMDS or Azure AD refused the token request
+  CredentialSecretRefused,   // 403: --forceNamespaced, the identity's Secret in another namespace
+  AadHostRefused,            // 403: the identity's Azure AD host is not in the allowlist
   NotFound,                  // 404: a path nmi neither serves nor forwards
   MethodNotAllowed,          // 405: a forwarded path with a method IMDS does not take there
   IdentityNotFound,          // 404: no identity for this pod (and request)

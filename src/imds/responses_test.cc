@@ -71,6 +71,14 @@ TEST(ResponsesTest, RepliesCarryFixedImdsShapedBodies) {
   EXPECT_EQ(statusFor(Reply::TokenRefused), 403U);
   EXPECT_EQ(statusFor(Reply::PodNotFound), 500U);
   EXPECT_EQ(statusFor(Reply::IdentityNotFound), 404U);
+  EXPECT_EQ(makeReply(Reply::CredentialSecretRefused, 11).body(),
+            "{\"error\":\"forbidden\",\"error_description\":\"The identity's credential "
+            "Secret is not in the identity's namespace\"}\n");
+  EXPECT_EQ(makeReply(Reply::AadHostRefused, 11).body(),
+            "{\"error\":\"forbidden\",\"error_description\":\"The identity's Azure AD host "
+            "is not allowed by nmi\"}\n");
+  EXPECT_EQ(statusFor(Reply::CredentialSecretRefused), 403U);
+  EXPECT_EQ(statusFor(Reply::AadHostRefused), 403U);
 }
 
 TEST(ResponsesTest, NoReplyUsesWordsSdksBranchOn) {

@@ -15,7 +15,6 @@ namespace nmi::token {
 
 namespace {
 
-constexpr std::string_view kDefaultAdEndpoint = "https://login.microsoftonline.com/";
 constexpr std::string_view kUpstream = "aad";
 constexpr std::string_view kOperation = "adal_token";
 constexpr std::string_view kAssertionType =
@@ -64,7 +63,7 @@ Result<std::string> aadTokenUrl(std::string_view ad_endpoint, std::string_view t
     return makeError(ErrorCode::InvalidArgument,
                      "tenant id must be one path segment of letters, digits, '-', '.', '_', '~'");
   }
-  const std::string_view base = ad_endpoint.empty() ? kDefaultAdEndpoint : ad_endpoint;
+  const std::string_view base = ad_endpoint.empty() ? kDefaultAadEndpoint : ad_endpoint;
   const UrlParts base_parts = splitUrl(base);
   if (base_parts.scheme != "https" || !base_parts.has_authority || base_parts.authority.empty()) {
     return makeError(ErrorCode::InvalidArgument, "ad endpoint must be an absolute https URL");
@@ -170,6 +169,11 @@ Task<Result<AccessToken>> AadTokenProvider::fetch(const TokenRequest& request,
   auto url = aadTokenUrl(request.ad_endpoint, request.tenant_id);
   if (!url) {
     co_return std::move(url).error();
+  }
+  if (const AuthorityCheck check = checkAuthority(*url, options_.allowed_authorities);
+      !check.allowed) {
+    co_return makeError(ErrorCode::PermissionDenied,
+                        "azure ad host " + check.authority + " refused: " + check.reason);
   }
   auto credential = co_await credentials_.load(request.credential);
   if (!credential) {

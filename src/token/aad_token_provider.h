@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "http/client.h"
 #include "metrics/nmi_metrics.h"
+#include "token/authority.h"
 #include "token/client_assertion.h"
 #include "token/retry.h"
 #include "token/retry_policy.h"
@@ -24,7 +25,8 @@ namespace nmi::token {
 //   client_assertion + client_assertion_type (an RS256 JWT signed with the PKCS#12 key).
 // The credential comes from the CredentialSource on every fetch (so a rotated Secret is used at
 // once); parsed certificates are cached by Secret and content hash. Auxiliary tenants are not
-// fetched. Retries per RetryPolicy. Thread-safe; callers run on strands. The provider must
+// fetched. Retries per RetryPolicy. The token URL's host must be on the allowlist: no Secret is
+// read, and nothing sent, for any other. Thread-safe; callers run on strands. The provider must
 // outlive its fetches.
 class AadTokenProvider final : public TokenProvider {
  public:
@@ -32,14 +34,17 @@ class AadTokenProvider final : public TokenProvider {
     std::string user_agent;
     RetryPolicy retry;
     Sleeper* sleeper = nullptr;  // waits between attempts; null: AsioSleeper
+    // Where credentials may go (the handler refuses other hosts first; this is the last guard).
+    AuthorityAllowlist allowed_authorities;
   };
 
   AadTokenProvider(http::HttpClient& client, CredentialSource& credentials, const Clock& clock,
                    metrics::NmiMetrics& metrics, Options options);
 
   // Errors: InvalidArgument (not a service principal; bad endpoint, tenant or client id; unusable
-  // Secret or certificate), Unavailable (the Secret could not be read; malformed response),
-  // Upstream (Azure AD refused, e.g. 401 invalid_client), Timeout, Cancelled.
+  // Secret or certificate), PermissionDenied (the endpoint's host is not allowed), Unavailable
+  // (the Secret could not be read; malformed response), Upstream (Azure AD refused, e.g. 401
+  // invalid_client), Timeout, Cancelled.
   Task<Result<AccessToken>> fetchToken(const TokenRequest& request,
                                        CancellationSignal* cancel) override;
 
@@ -67,7 +72,7 @@ class AadTokenProvider final : public TokenProvider {
 };
 
 // The token URL: RFC 3986 resolution of "<tenant>/oauth2/token?api-version=1.0" against
-// `ad_endpoint` ("" = https://login.microsoftonline.com/), exactly as the original, so the
+// `ad_endpoint` ("" = kDefaultAadEndpoint), exactly as the original, so the
 // trailing slash matters ("https://h/base" drops "base"). The endpoint must be an absolute https
 // URL; the tenant must be one path segment of unreserved characters (a GUID, a domain, "adfs").
 // Errors: InvalidArgument. Pure.

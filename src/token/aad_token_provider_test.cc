@@ -116,6 +116,7 @@ class AadTokenProviderTest : public ::testing::Test {
     AadTokenProvider::Options o;
     o.user_agent = "nmi/test";
     o.sleeper = &sleeper_;
+    o.allowed_authorities = *AuthorityAllowlist::withExtraHosts({"adfs.contoso.com"});
     return o;
   }
 
@@ -317,6 +318,21 @@ TEST_F(AadTokenProviderTest, RejectsANonHttpsEndpointBeforeReadingTheSecret) {
   const auto token = fetch(request);
   ASSERT_FALSE(token.has_value());
   EXPECT_EQ(token.error().code, ErrorCode::InvalidArgument);
+  EXPECT_EQ(credentials_.loads(), 0);
+  EXPECT_EQ(http_.calls(), 0U);
+}
+
+TEST_F(AadTokenProviderTest, RefusesAHostNotAllowedBeforeReadingTheSecret) {
+  for (const auto* endpoint : {"https://evil.example/", "https://adfs.contoso.com:8443/",
+                               "https://login.microsoftonline.com:444/"}) {
+    SCOPED_TRACE(endpoint);
+    TokenRequest request = spRequest();
+    request.ad_endpoint = endpoint;
+    const auto token = fetch(request);
+    ASSERT_FALSE(token.has_value());
+    EXPECT_EQ(token.error().code, ErrorCode::PermissionDenied);
+    EXPECT_NE(token.error().message.find("azure ad host"), std::string::npos);
+  }
   EXPECT_EQ(credentials_.loads(), 0);
   EXPECT_EQ(http_.calls(), 0U);
 }

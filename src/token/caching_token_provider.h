@@ -38,7 +38,8 @@ struct CacheOptions {
 };
 
 // The token cache in front of the upstream providers (managed identities -> `upstream_mi`,
-// service principals -> `upstream_sp`), keyed by TokenRequest:
+// service principals -> `upstream_sp`), keyed by TokenRequest (TokenRequestKeyEqual: any spelling
+// of a client or resource id finds the same entry):
 //   * a hit (at least min_lifetime left) is answered at once; inside the refresh window a
 //     background refresh starts and the cached token is still returned;
 //   * misses are single-flight: one upstream call per key, every concurrent caller gets its
@@ -106,7 +107,7 @@ class CachingTokenProvider {
     explicit Requester(TokenBucket b) : bucket(b) {}
     TokenBucket bucket;
     MonotonicTime last_seen;
-    std::unordered_map<TokenRequest, MonotonicTime, TokenRequestHash> keys;
+    std::unordered_map<TokenRequest, MonotonicTime, TokenRequestHash, TokenRequestKeyEqual> keys;
   };
 
   struct SweeperControl {
@@ -146,9 +147,9 @@ class CachingTokenProvider {
   const RefreshPolicy policy_;
 
   mutable std::mutex mu_;
-  std::unordered_map<TokenRequest, Entry, TokenRequestHash> entries_;
+  std::unordered_map<TokenRequest, Entry, TokenRequestHash, TokenRequestKeyEqual> entries_;
   std::list<const TokenRequest*> lru_;  // front: most recently used; points at entries_' keys
-  std::unordered_map<TokenRequest, FlightPtr, TokenRequestHash> flights_;
+  std::unordered_map<TokenRequest, FlightPtr, TokenRequestHash, TokenRequestKeyEqual> flights_;
   std::unordered_map<std::string, Requester> requesters_;
   std::shared_ptr<SweeperControl> sweeper_;
 };

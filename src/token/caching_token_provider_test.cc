@@ -139,6 +139,85 @@ TEST_F(CachingTokenProviderTest, KeysOnTheWholeRequest) {
   EXPECT_EQ(cache_->sizeForTest(), 3U);
 }
 
+TEST_F(CachingTokenProviderTest, SpellingsOfOneIdentityShareOneEntry) {
+  TokenRequest lower = mi();
+  lower.selector_value = "aaaaaaaa-1111-1111-1111-aaaaaaaaaaaa";
+  TokenRequest upper = lower;
+  upper.selector_value = "AAAAAAAA-1111-1111-1111-AAAAAAAAAAAA";
+  TokenRequest mixed = lower;
+  mixed.selector_value = "aAaAaAaA-1111-1111-1111-AaAaAaAaAaAa";
+  const auto first = get(upper, "pod-a");
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(get(lower, "pod-b")->access_token, first->access_token);
+  EXPECT_EQ(get(mixed, "pod-a")->access_token, first->access_token);
+  EXPECT_EQ(mi_.calls(), 1U);
+  EXPECT_EQ(cache_->sizeForTest(), 1U);
+  // The first spelling is what went upstream; IMDS accepts any.
+  EXPECT_EQ(mi_.requests().front().selector_value, upper.selector_value);
+  // Resource ids and service principals' application ids alike.
+  TokenRequest by_resource = mi();
+  by_resource.selector = Selector::ResourceId;
+  by_resource.selector_value = "/subscriptions/s/resourceGroups/rg/providers/x/id-a";
+  TokenRequest by_resource_upper = by_resource;
+  by_resource_upper.selector_value = "/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/X/ID-A";
+  ASSERT_TRUE(get(by_resource));
+  ASSERT_TRUE(get(by_resource_upper));
+  EXPECT_EQ(mi_.calls(), 2U);
+  TokenRequest app_upper = sp();
+  app_upper.client_id = "APP";
+  ASSERT_TRUE(get(sp()));
+  ASSERT_TRUE(get(app_upper));
+  EXPECT_EQ(sp_.calls(), 1U);
+}
+
+TEST_F(CachingTokenProviderTest, ASpellingNeverReachesAnotherIdentitysEntry) {
+  TokenRequest a = mi();
+  a.selector_value = "aaaaaaaa-1111-1111-1111-aaaaaaaaaaaa";
+  TokenRequest b = mi();
+  b.selector_value = "BBBBBBBB-1111-1111-1111-AAAAAAAAAAAA";
+  TokenRequest a_by_resource = mi();
+  a_by_resource.selector = Selector::ResourceId;  // another selector kind is another key
+  a_by_resource.selector_value = a.selector_value;
+  const auto token_a = get(a);
+  ASSERT_TRUE(token_a.has_value());
+  const auto token_b = get(b);
+  const auto token_r = get(a_by_resource);
+  ASSERT_TRUE(token_b.has_value());
+  ASSERT_TRUE(token_r.has_value());
+  EXPECT_NE(token_b->access_token, token_a->access_token);
+  EXPECT_NE(token_r->access_token, token_a->access_token);
+  EXPECT_EQ(mi_.calls(), 3U);
+  // Only identifiers ignore case: a resource (audience) or a Secret name does not.
+  ASSERT_TRUE(get(mi("https://vault.azure.net")));
+  ASSERT_TRUE(get(mi("https://VAULT.azure.net")));
+  TokenRequest other_secret = sp();
+  other_secret.credential.name = "SECRET";
+  ASSERT_TRUE(get(sp()));
+  ASSERT_TRUE(get(other_secret));
+  EXPECT_EQ(mi_.calls(), 5U);
+  EXPECT_EQ(sp_.calls(), 2U);
+}
+
+TEST(TokenRequestKeyTest, EqualityAndHashAgree) {
+  const TokenRequestKeyEqual eq;
+  const TokenRequestHash hash;
+  TokenRequest a = mi();
+  a.selector_value = "AbC-123";
+  TokenRequest b = a;
+  b.selector_value = "aBc-123";
+  EXPECT_TRUE(eq(a, b));
+  EXPECT_EQ(hash(a), hash(b));
+  b.selector_value = "abc-124";
+  EXPECT_FALSE(eq(a, b));
+  TokenRequest c = sp();
+  TokenRequest d = sp();
+  d.client_id = "APP";
+  EXPECT_TRUE(eq(c, d));
+  EXPECT_EQ(hash(c), hash(d));
+  d.tenant_id = "TENANT";
+  EXPECT_FALSE(eq(c, d));
+}
+
 TEST_F(CachingTokenProviderTest, RoutesManagedIdentitiesAndServicePrincipals) {
   ASSERT_TRUE(get(mi()));
   ASSERT_TRUE(get(sp()));

@@ -23,7 +23,8 @@ struct CredentialRef {
   bool operator==(const CredentialRef&) const = default;
 };
 
-// What to get a token for. Two equal requests may share one token (the cache key).
+// What to get a token for. Two requests equal as cache keys (TokenRequestKeyEqual) share one
+// token.
 struct TokenRequest {
   enum class Kind : std::int8_t {
     ManagedIdentity,
@@ -43,6 +44,16 @@ struct TokenRequest {
   bool operator==(const TokenRequest&) const = default;
 };
 
+// The cache key's equality: every field equal, except that the identifiers Azure compares without
+// regard to case (selector_value: a client, object or resource id; client_id: a service
+// principal's application id) are compared that way (common/identifier.h). So two spellings of
+// one identity share one cache entry, and a spelling never matches an entry of another identity.
+// The request kept with the entry is the first spelling seen; IMDS and Azure AD accept any.
+struct TokenRequestKeyEqual {
+  bool operator()(const TokenRequest& a, const TokenRequest& b) const;
+};
+
+// A hash consistent with TokenRequestKeyEqual.
 struct TokenRequestHash {
   std::size_t operator()(const TokenRequest& r) const;
 };

@@ -188,6 +188,7 @@ ALL_FLAGS = {
     "podWaitTimeoutMs": 2500, "identityFile": "/etc/nmi/identities.json",
     "kubeconfig": "/etc/nmi/kubeconfig", "serviceAccountDir": "/etc/nmi/sa",
     "watchSilenceTimeoutSec": 91, "secretCacheTtlSec": 0, "aadCaFile": "/etc/nmi/aad-ca.pem",
+    "aadAllowedHosts": "adfs.contoso.com,login.azurestack.example:8443",
     "customUserAgent": "contoso nmi/1", "tokenRetryBudgetSec": 31, "tokenRefreshAheadSec": 301,
     "tokenMinLifetimeSec": 61, "tokenCacheMaxEntries": 4097, "imdsMaxConcurrent": 6,
     "perPodMaxTokens": 33, "perPodMissRate": 2.5, "perPodMissBurst": 21,
@@ -334,6 +335,7 @@ BAD_VALUES = [
     (["--set", "metadataIp=0.0.0.0"], "/metadataIp'"),
     (["--set", "nmiListenAddress=::1"], "/nmiListenAddress'"),
     (["--set", "imdsTokenEndpoint=169.254.169.254"], "/imdsTokenEndpoint'"),
+    (["--set", "aadAllowedHosts=https://adfs.contoso.com/adfs"], "/aadAllowedHosts'"),
     (["--set", "ioThreads=0"], "/ioThreads'"),
     (["--set", "perPodMissRate=0"], "/perPodMissRate'"),
     (["--set-string", "v=4"], "/v'"),
@@ -752,7 +754,8 @@ class ChartNmi(harness.Nmi):
                  "--prometheus-port=%d" % self.metrics_port,
                  "--metadata-ip=" + mhost, "--metadata-port=" + mport,
                  "--imds-token-endpoint=" + self.imds_endpoint,
-                 "--aad-ca-file=" + self.emulator.aad_ca, "--disable-interception",
+                 "--aad-ca-file=" + self.emulator.aad_ca,
+                 "--aad-allowed-hosts=" + self.emulator.aad_addr, "--disable-interception",
                  "--kubeconfig=" + self.kubeconfig, "--pod-wait-timeout-ms=500", "-v=4"])
 
 

@@ -171,6 +171,10 @@ def test_a_pod_never_gets_another_pods_identity_by_any_spelling(node):
     resp = raw(node, "app-ua1", harness.token_target(RESOURCE,
                                                      client_id=UA["ua1"]["client_id"]))
     assert resp.status == 200 and resp.json()["client_id"] == allowed, resp
+    # In any case, as IMDS compares client ids (issue 10, seam 9), and answered as IMDS spells it.
+    resp = raw(node, "app-ua1", harness.token_target(RESOURCE,
+                                                     client_id=UA["ua1"]["client_id"].upper()))
+    assert resp.status == 200 and resp.json()["client_id"] == allowed, resp
 
 
 def test_a_pod_without_identity_gets_a_clear_error_quickly(node):

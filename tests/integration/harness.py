@@ -532,7 +532,7 @@ class Nmi:
 
     def __init__(self, emulator, objects, file_index, extra_args=(), env=None, netns=None,
                  imds_endpoint=None, metadata_endpoint=None, listen_address=None,
-                 verbosity=4, node=NODE):
+                 verbosity=4, node=NODE, allow_emulator_aad=True):
         self.emulator = emulator
         self.file_index = file_index
         self.extra_args = list(extra_args)
@@ -546,6 +546,10 @@ class Nmi:
         self.listen_address = listen_address
         self.verbosity = verbosity
         self.node = node
+        # nmi sends service-principal credentials only to the Azure clouds' Azure AD and the hosts
+        # of --aad-allowed-hosts: the emulator's Azure AD (https://127.0.0.1:<port>) is listed
+        # unless a test wants to see the refusal.
+        self.allow_emulator_aad = allow_emulator_aad
         self.proc = None
         self._log = None
         self.write_objects(objects)
@@ -581,6 +585,8 @@ class Nmi:
             args.append("--disable-interception")
         if self.emulator is not None:
             args += ["--aad-ca-file", self.emulator.aad_ca]
+            if self.allow_emulator_aad and self.emulator.aad_addr:
+                args += ["--aad-allowed-hosts", self.emulator.aad_addr]
         if self.listen_address:
             args += ["--nmi-listen-address", self.listen_address]
         return args + self.extra_args

@@ -127,6 +127,13 @@ ROWS = [
      NO_IDENTITY, 1.5),
     ("client-id-not-bound", host_target(client_id=ua_client_id("b")),
      [("podns", "default"), ("podname", "web")], 404, NO_IDENTITY, 0.5),
+    # Selectors in any case, as IMDS compares them; the answer carries the identity's client id.
+    ("by-client-id-upper-case", host_target(client_id=ua_client_id("b").upper()),
+     [("podns", "default"), ("podname", "multi")], 200, ua_client_id("b"), 2),
+    ("by-msi-res-id-upper-case", host_target(msi_res_id=ua_resource_id("b").upper()),
+     [("podns", "default"), ("podname", "multi")], 200, ua_client_id("b"), 2),
+    ("client-id-not-bound-upper-case", host_target(client_id=ua_client_id("b").upper()),
+     [("podns", "default"), ("podname", "web")], 404, NO_IDENTITY, 0.5),
     ("exception-not-applied-other-identity", host_target(client_id=ua_client_id("b")),
      [("podns", "exns"), ("podname", "excepted")], 404, NO_IDENTITY, 0.5),
     ("exception-not-applied-no-identity", host_target(),

@@ -26,6 +26,18 @@ BAD_TARGET = "Invalid request target"
 FORWARDED = "Forwarded requests are not accepted"
 
 
+def mixed_case(text):
+    """Every other letter upper case ("aBcD-..."), digits and punctuation as they are."""
+    out, upper = [], False
+    for ch in text:
+        if ch.isalpha():
+            out.append(ch.upper() if upper else ch.lower())
+            upper = not upper
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def ident(short, ns="default", namespaced=False, client_id=None, name=None):
     return azure_identity(name or "id-" + short, ns, client_id or ua_client_id(short),
                           resource_id=ua_resource_id(short), namespaced=namespaced)
@@ -212,7 +224,28 @@ STANDARD = [
      ua_client_id("a")),
     ("client-id-not-bound", "pa", {"client_id": ua_client_id("b")}, 404, NO_IDENTITY),
     ("msi-res-id-not-bound", "pa", {"msi_res_id": ua_resource_id("b")}, 404, NO_IDENTITY),
-    ("client-id-wrong-case", "pa", {"client_id": ua_client_id("a").upper()}, 404, NO_IDENTITY),
+    # Selectors in any case, as IMDS compares them (issue 10, seam 9); the answer carries the
+    # identity's client id as IMDS reports it, not the request's spelling.
+    ("client-id-upper-case", "pa", {"client_id": ua_client_id("a").upper()}, 200,
+     ua_client_id("a")),
+    ("client-id-mixed-case", "pa", {"client_id": mixed_case(ua_client_id("a"))}, 200,
+     ua_client_id("a")),
+    ("msi-res-id-upper-case", "pa", {"msi_res_id": ua_resource_id("a").upper()}, 200,
+     ua_client_id("a")),
+    ("mi-res-id-mixed-case", "pa", {"mi_res_id": mixed_case(ua_resource_id("a"))}, 200,
+     ua_client_id("a")),
+    ("two-assigned-pick-c-upper-case", "pmulti", {"client_id": ua_client_id("c").upper()}, 200,
+     ua_client_id("c")),
+    ("legacy-by-client-id-upper-case", "plegacy", {"client_id": ua_client_id("d").upper()}, 200,
+     ua_client_id("d")),
+    ("client-id-not-bound-upper-case", "pa", {"client_id": ua_client_id("b").upper()}, 404,
+     NO_IDENTITY),
+    ("client-id-not-bound-mixed-case", "pa", {"client_id": mixed_case(ua_client_id("b"))}, 404,
+     NO_IDENTITY),
+    ("msi-res-id-not-bound-upper-case", "pa", {"msi_res_id": ua_resource_id("b").upper()}, 404,
+     NO_IDENTITY),
+    ("namespaced-other-ns-upper-case", "pns-annotated", {"client_id": ua_client_id("g").upper()},
+     404, NO_IDENTITY),
     ("object-id", "pa", {"object_id": "11111111-2222-3333-4444-555555555555"}, 400,
      "Identity not found"),
     ("client-id-and-msi-res-id", "pa",
@@ -257,6 +290,31 @@ def test_standard_mode(std, world, key, params, status, expect):
     else:
         assert_json_error(r, status, expect)
         # Nothing to wait for in these rows: answered at once.
+        assert r.elapsed < 0.5, "took %.3f s" % r.elapsed
+
+
+def test_own_identity_in_any_case_is_answered_at_once(std, world, emulator):
+    """A pod asking for its own identity with an upper- or mixed-case client_id or resource id
+    gets it at once, from one cache entry; another pod's identity stays refused in every case."""
+    res = "https://case.example/" + str(time.time())
+    since = harness.last_seq(emulator)
+    spellings = [{"client_id": ua_client_id("a").upper()},
+                 {"client_id": mixed_case(ua_client_id("a"))},
+                 {"client_id": ua_client_id("a")},
+                 {"msi_res_id": ua_resource_id("a").upper()}]
+    tokens = set()
+    for params in spellings:
+        r = std.token(world.ip["pa"], res, **params)
+        body, _ = assert_token(r, res, ua_client_id("a"))
+        assert r.elapsed < 0.5, "took %.3f s" % r.elapsed
+        tokens.add(body["access_token"])
+    assert len(tokens) == 1  # one identity, one cached token, whatever the spelling
+    assert len(harness.imds_token_calls(emulator, since)) == 1
+    for params in ({"client_id": ua_client_id("b").upper()},
+                   {"client_id": mixed_case(ua_client_id("b"))},
+                   {"msi_res_id": mixed_case(ua_resource_id("b"))}):
+        r = std.token(world.ip["pa"], res, **params)
+        assert_json_error(r, 404, NO_IDENTITY)
         assert r.elapsed < 0.5, "took %.3f s" % r.elapsed
 
 
@@ -318,6 +376,23 @@ def test_exception(std, world, emulator, key, params, status, expect):
     else:
         for sel in ("client_id", "msi_res_id", "mi_res_id", "object_id"):
             assert sel not in call["query"], call
+
+
+def test_exception_selector_in_any_case(std, world, emulator):
+    """An excepted pod's selector goes to IMDS as the pod spelt it; other spellings of the same
+    identity are served from the same cache entry, and the answer names the identity as IMDS
+    does."""
+    res = "https://exception-case.example/" + str(time.time())
+    since = harness.last_seq(emulator)
+    upper = ua_client_id("exc").upper()
+    first = assert_token(std.token(world.ip["pexc"], res, client_id=upper), res,
+                         ua_client_id("exc"))[0]
+    (call,) = harness.imds_token_calls(emulator, since)
+    assert call["query"]["client_id"] == [upper]
+    second = assert_token(std.token(world.ip["pexc"], res, client_id=ua_client_id("exc")), res,
+                          ua_client_id("exc"))[0]
+    assert second["access_token"] == first["access_token"]
+    assert len(harness.imds_token_calls(emulator, since)) == 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -518,6 +518,9 @@ class Devenv:
         return [st["nmi_binary"], "--node", NODE_NAME,
                 "--kubeconfig", os.path.join(st["kube_dir"], "admin.kubeconfig"),
                 "--aad-ca-file", st["emulator"]["aad_ca"],
+                # The emulator's Azure AD (not an Azure cloud's host): service principals' secrets
+                # go there only because it is listed.
+                "--aad-allowed-hosts", UPLINK_IMDS,
                 "--iptables-lock-file", self.path("xtables.lock"),
                 "-v=%d" % st["verbosity"]] + st["nmi_args"]
 

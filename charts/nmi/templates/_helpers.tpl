@@ -87,6 +87,7 @@ table against the flags of the nmi binary.
 - [watchSilenceTimeoutSec, watch-silence-timeout-sec]
 - [secretCacheTtlSec, secret-cache-ttl-sec]
 - [aadCaFile, aad-ca-file]
+- [aadAllowedHosts, aad-allowed-hosts]
 - [customUserAgent, custom-user-agent]
 - [tokenRetryBudgetSec, token-retry-budget-sec]
 - [tokenRefreshAheadSec, token-refresh-ahead-sec]
