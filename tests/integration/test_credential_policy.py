@@ -1,7 +1,7 @@
 """Where nmi sends a service principal's credential (issue 10, seam 5): under --forceNamespaced
 only a Secret of the identity's own namespace is used, and in every mode the credential goes
 only to the Azure clouds' Azure AD or a host the operator lists (--aad-allowed-hosts). Both
-refusals are a 403 IMDS-shaped error to the pod and one log line. Pods: 127.0.15.x."""
+refusals are a 403 IMDS-shaped error to the pod and one log line. Pods: 127.0.10.x."""
 import copy
 import socket
 import threading
