@@ -679,7 +679,8 @@ def msum(series, name, **labels):
 
 COLUMNS = [
     "t_s", "time", "nmi_pid", "rss_kib", "hwm_kib", "rss_anon_kib", "fds", "fds_api",
-    "fds_imds", "fds_clients", "fds_listen", "fds_other", "threads", "nmi_log_bytes",
+    "fds_imds", "fds_clients", "fds_listen", "fds_close_wait", "fds_dead", "fds_other",
+    "threads", "nmi_log_bytes",
     "audit_lines",
     "metrics_bytes", "metrics_lines", "metrics_series", "metric_families",
     "cache_entries", "pod_cache_pods", "connections_active", "requests_waiting",
@@ -713,10 +714,29 @@ def _tcp_sockets(pid):
 IMDS_HEX = "FEA9FEA9"  # 169.254.169.254 as /proc/net/tcp writes it (bytes reversed)
 
 
+def _other_socket_inodes(pid):
+    """Inodes of the UDP, unix and netlink sockets the process can see."""
+    out = set()
+    for name, col in (("udp", 9), ("udp6", 9), ("unix", 6), ("netlink", 9)):
+        try:
+            with open("/proc/%d/net/%s" % (pid, name)) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > col:
+                out.add(fields[col])
+    return out
+
+
 def fd_kinds(pid):
     """nmi's open file descriptors by what they are: API server connections, IMDS connections,
-    client connections (to the token port), listening sockets, everything else."""
+    client connections (to the token port), listening sockets, TCP connections the peer closed
+    (CLOSE_WAIT), sockets in no table any more (a closed connection whose descriptor is still
+    open), everything else."""
     tcp = _tcp_sockets(pid)
+    others = None
     kinds = collections.Counter()
     d = "/proc/%d/fd" % pid
     for fd in os.listdir(d):
@@ -724,10 +744,16 @@ def fd_kinds(pid):
             target = os.readlink(os.path.join(d, fd))
         except OSError:
             continue  # closed meanwhile
-        if target.startswith("socket:[") and target[8:-1] in tcp:
+        if target.startswith("socket:[") and target[8:-1] not in tcp:
+            if others is None:
+                others = _other_socket_inodes(pid)
+            kinds["other" if target[8:-1] in others else "dead"] += 1
+        elif target.startswith("socket:["):
             lport, raddr, rport, state = tcp[target[8:-1]]
             if state == "0A":
                 kinds["listen"] += 1
+            elif state == "08":
+                kinds["close_wait"] += 1
             elif rport == devenv.API_PORT:
                 kinds["api"] += 1
             elif raddr.endswith(IMDS_HEX) and rport == 80:
@@ -784,7 +810,7 @@ class Sampler(threading.Thread):
                     out[k] = int(v)
         kinds = fd_kinds(self.pid)
         out["fds"] = sum(kinds.values())
-        for k in ("api", "imds", "clients", "listen", "other"):
+        for k in ("api", "imds", "clients", "listen", "close_wait", "dead", "other"):
             out["fds_" + k] = kinds[k]
         return out
 
@@ -840,6 +866,7 @@ class Sampler(threading.Thread):
             "rss_anon_kib": p["RssAnon"],
             "fds": p["fds"], "fds_api": p["fds_api"], "fds_imds": p["fds_imds"],
             "fds_clients": p["fds_clients"], "fds_listen": p["fds_listen"],
+            "fds_close_wait": p["fds_close_wait"], "fds_dead": p["fds_dead"],
             "fds_other": p["fds_other"], "threads": p["Threads"], "nmi_log_bytes": log_bytes,
             "audit_lines": self.audit_lines(),
             "metrics_bytes": len(body), "metrics_lines": len(lines),
@@ -973,6 +1000,8 @@ REPORT_ONLY = [
     ("fds: API server", "fds_api", 1),
     ("fds: IMDS", "fds_imds", 1),
     ("fds: clients", "fds_clients", 1),
+    ("fds: CLOSE_WAIT", "fds_close_wait", 1),
+    ("fds: dead sockets", "fds_dead", 1),
     ("fds: other", "fds_other", 1),
     ("audit log lines", "audit_lines", 1),
     ("connections active", "connections_active", 1),
@@ -1167,13 +1196,18 @@ def plot(run_dir, samples, run_s):
     ax = axes[0][0]
     ax.plot(t, col("rss_kib", 1 / 1024), label="VmRSS")
     ax.plot(t, col("hwm_kib", 1 / 1024), label="VmHWM", linestyle="--")
-    ax.plot(t, col("rss_anon_kib", 1 / 1024), label="RssAnon (heap, stacks)")
     ax.set_ylabel("MiB")
     ax.set_title("nmi memory")
+    ax2 = ax.twinx()
+    ax2.plot(t, col("rss_anon_kib", 1 / 1024), color="tab:green", label="RssAnon (heap, stacks)")
+    ax2.set_ylabel("RssAnon MiB", color="tab:green")
+    ax2.legend(loc="lower right", fontsize=8)
     ax = axes[0][1]
     ax.plot(t, col("fds"), label="open fds")
     ax.plot(t, col("fds_api"), label="fds: API server", linewidth=0.8)
     ax.plot(t, col("fds_imds"), label="fds: IMDS", linewidth=0.8)
+    ax.plot(t, [a + b for a, b in zip(col("fds_close_wait"), col("fds_dead"))],
+            label="fds: closed by the peer (CLOSE_WAIT or dead)", linewidth=0.8)
     ax.plot(t, col("threads"), label="threads")
     ax.plot(t, col("connections_active"), label="nmi_connections_active")
     ax.plot(t, col("requests_waiting"), label="nmi_requests_waiting")
