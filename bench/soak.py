@@ -1257,13 +1257,17 @@ def plot(run_dir, samples, run_s):
 
 def outcomes_doc(outcomes):
     by_kind = collections.defaultdict(collections.Counter)
+    by_role = collections.defaultdict(lambda: collections.defaultdict(collections.Counter))
     for (kind, role, status), n in outcomes.counts.items():
         by_kind[kind][str(status)] += n
+        by_role[kind][role][str(status)] += n
     lat = {k: {"n": v[0], "mean_ms": round(v[1] / v[0] * 1000, 2) if v[0] else 0,
                "max_ms": round(v[2] * 1000, 1), "over_1s": outcomes.slow.get(k, 0)}
            for k, v in outcomes.latency.items()}
     return {
         "load": {"total": outcomes.total, "by_kind": {k: dict(v) for k, v in by_kind.items()},
+                 "by_kind_and_role": {k: {r: dict(c) for r, c in v.items()}
+                                      for k, v in by_role.items()},
                  "latency": lat},
         "unexpected_total": outcomes.unexpected_total,
         "unexpected": [{"kind": k, "role": r, "status": str(s), "count": n}
