@@ -14,7 +14,7 @@ COMMON_CMAKE := -DPython3_EXECUTABLE=$(PYTHON)
 CTEST_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup kube configure build asan test test-release test-asan demo check tidy tsan coverage fuzz bench bench-kube bench-dnat image clean
+.PHONY: all setup kube configure build asan test test-release test-asan demo check tidy tsan coverage fuzz bench bench-kube bench-dnat soak image clean
 
 all: build
 
@@ -101,6 +101,15 @@ bench-kube: build kube
 # 169.254.169.254, nmi's DNAT rule sends it to nmi, then to nginx behind the same rule (root).
 bench-dnat: build kube
 	bench/dnat.sh $(BUILD_DIR)
+
+# Soak (docs/testing.md, "Soak"): nmi on a simulated node (scripts/devenv) for SOAK_MINUTES under
+# mixed pod and host load, API server restarts, identity and pod churn and short-lived tokens;
+# RSS, fds, caches and metric series sampled, plotted and judged (zero growth after warm-up).
+# Results in $(BUILD_DIR)/soak/<timestamp>/. Not part of `make test` (root; 2 hours by default).
+SOAK_MINUTES ?= 120
+SOAK_ARGS ?=
+soak: build kube
+	$(PYTHON) bench/soak.py --build $(BUILD_DIR) --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 # A simulated node (scripts/devenv): the real API server, the emulators, nmi intercepting with
 # iptables; a pod and the host fetch tokens (KEEP=1 keeps it running; scripts/devenv down).

@@ -223,6 +223,8 @@ class Devenv:
             "pods": pods,
             "user_assigned": cfg["user_assigned"],
             "apps": cfg["apps"],
+            # Lifetime of every token the emulators issue (their default when absent: a day).
+            "token_lifetime_sec": cfg.get("token_lifetime_sec"),
             "nmi_args": list(nmi_args),
             "verbosity": verbosity,
             "created": [],
@@ -412,6 +414,8 @@ class Devenv:
                               "secret": a["secret"]} for a in st["apps"]]},
             "control": {"listen": "127.0.0.1:0", "socket": True},
         }
+        if st.get("token_lifetime_sec"):
+            cfg["token_lifetime_sec"] = int(st["token_lifetime_sec"])
         emu_dir = self.path("emulator")
         os.makedirs(emu_dir, exist_ok=True)
         with open(os.path.join(emu_dir, "config.json"), "w") as f:
