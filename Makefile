@@ -109,7 +109,9 @@ bench-dnat: build kube
 SOAK_MINUTES ?= 120
 SOAK_ARGS ?=
 soak: build kube
-	$(PYTHON) bench/soak.py --build $(BUILD_DIR) --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+	scripts/setup --soak
+	$(NMI_CACHE_DIR)/venv-soak/bin/python bench/soak.py --build $(BUILD_DIR) \
+	  --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 # A simulated node (scripts/devenv): the real API server, the emulators, nmi intercepting with
 # iptables; a pod and the host fetch tokens (KEEP=1 keeps it running; scripts/devenv down).

@@ -26,7 +26,7 @@ warm-up with the last one and fits a least-squares slope; PASS needs zero growth
 tolerances, no unexpected answer and nmi alive throughout. Exit code 0 PASS, 1 FAIL, 2 the harness
 could not run, 130 interrupted.
 
-    /var/cache/nmi/venv/bin/python bench/soak.py [--build build] [--minutes 120] [--out DIR]
+    /var/cache/nmi/venv-soak/bin/python bench/soak.py [--build build] [--minutes 120] [--out DIR]
     bench/soak.py --plot RUN_DIR       # redraw soak.png and the summary from samples.csv
 
 Needs root (network namespaces). Nothing runs in the root network namespace: load threads and the
