@@ -1,5 +1,9 @@
 #include "http/beast_http_client.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include <atomic>
 #include <functional>
 #include <utility>
@@ -54,6 +58,18 @@ struct BeastHttpClient::Connection {
 };
 
 namespace {
+
+// Whether an idle plain connection has anything to read: the server closed it (EOF, reset) or
+// sent bytes nobody asked for, which the next request would read as its answer. Either way it
+// must not be reused. (Not for TLS: a TLS 1.3 server may send session tickets after its answer.)
+bool hasPendingInput(int fd) {
+  char byte = 0;
+  const ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n >= 0) {
+    return true;
+  }
+  return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
 
 // Releases a per-host reservation when the exchange ends, however it ends.
 class Reservation {
@@ -131,7 +147,8 @@ BeastHttpClient::ConnectionPtr BeastHttpClient::takeIdle(const std::string& key)
   while (!it->second.empty()) {
     ConnectionPtr c = std::move(it->second.back());
     it->second.pop_back();
-    if (now - c->idle_since < options_.idle_ttl && c->lowest().socket().is_open()) {
+    if (now - c->idle_since < options_.idle_ttl && c->lowest().socket().is_open() &&
+        (c->tls || !hasPendingInput(c->plain->socket().native_handle()))) {
       return c;
     }
     c->close();

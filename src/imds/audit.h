@@ -19,7 +19,7 @@ namespace nmi::imds {
 // token. Bounded: remembers the last `capacity` deliveries. Thread-safe.
 class AuditLog {
  public:
-  explicit AuditLog(metrics::NmiMetrics& metrics, std::size_t capacity = 65'536);
+  explicit AuditLog(metrics::NmiMetrics& metrics, std::size_t capacity = 16'384);
 
   struct Delivery {
     std::string_view endpoint;  // "token" or "host_token"

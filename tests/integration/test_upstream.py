@@ -103,6 +103,12 @@ class WindowsLikeUpstream:
                     self.requests.append({"conn": number, "method": method, "target": target,
                                           "headers": headers, "body": body})
                 c.sendall(self._answer(method, target, headers, seq))
+                if "late=1" in target:
+                    # An answer nobody asked for, after a pause: a broken or hostile upstream.
+                    time.sleep(0.2)
+                    late = json.dumps({"probe": "LATE", "seq": -1}).encode()
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(late)
+                              + late)
         except OSError:
             return
         finally:
@@ -202,6 +208,21 @@ def test_interim_continue_never_desynchronises_answers(nmi, upstream, world):
     proxy_conns = {e["conn"] for e in log if not e["target"].startswith(harness.TOKEN_PATH)}
     assert token_conns and proxy_conns
     assert not token_conns & proxy_conns
+
+
+def test_bytes_an_idle_upstream_connection_receives_are_never_an_answer(nmi, world):
+    """An upstream that sends an unasked-for answer on an idle connection: nmi does not reuse
+    that connection, so no request reads the stray answer as its own."""
+    for i in range(5):
+        r = nmi.get("/metadata/instance?api-version=2021-02-01&late=1",
+                    [("Metadata", "true"), ("X-Probe", "first-%d" % i)], source=world["ip"]["a"])
+        assert r.status == 200 and r.json()["probe"] == "first-%d" % i, r
+        time.sleep(0.5)
+        for k in range(3):
+            tag = "next-%d-%d" % (i, k)
+            r = nmi.get("/metadata/versions", [("Metadata", "true"), ("X-Probe", tag)],
+                        source=world["ip"]["b"])
+            assert r.status == 200 and r.json()["probe"] == tag, r
 
 
 # --- seam 2 ----------------------------------------------------------------------------------
