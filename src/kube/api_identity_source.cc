@@ -207,6 +207,10 @@ std::vector<identity::PodInfo> ApiIdentitySource::podsByIp(std::string_view ip) 
   return state_->pods.podsByIp(ip);
 }
 
+identity::IpClaims ApiIdentitySource::ipClaims(std::string_view ip) const {
+  return state_->pods.ipClaims(ip);
+}
+
 std::optional<identity::PodInfo> ApiIdentitySource::podByName(std::string_view ns,
                                                               std::string_view name) const {
   return state_->pods.podByName(ns, name);

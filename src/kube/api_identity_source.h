@@ -77,6 +77,7 @@ class ApiIdentitySource final : public identity::IdentitySource {
   std::string notReadyReason() const override;
   std::chrono::seconds staleness() const override;
   std::vector<identity::PodInfo> podsByIp(std::string_view ip) const override;
+  identity::IpClaims ipClaims(std::string_view ip) const override;
   std::optional<identity::PodInfo> podByName(std::string_view ns,
                                              std::string_view name) const override;
   std::vector<identity::AzureAssignedIdentity> assignedIdentities(
