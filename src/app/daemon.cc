@@ -277,6 +277,7 @@ int runDaemon(const config::Config& config) {
   std::unique_ptr<identity::IdentitySource> source;
   std::function<void()> stop_source;
   kube::ApiTransportPtr api_transport;
+  const kube::ApiIdentitySource* api_source = nullptr;  // owned by `source`
   if (!config.identity.identity_file.empty()) {
     auto file = std::make_unique<identity::FileIdentitySource>(
         asio::make_strand(io), config.identity.identity_file, config.identity.node_name,
@@ -302,6 +303,7 @@ int runDaemon(const config::Config& config) {
     api_transport = *transport;
     auto api = makeApiSource(config, io, clock, metrics, std::move(*transport));
     api->start();
+    api_source = api.get();
     stop_source = [raw = api.get()] { raw->stop(); };
     source = std::move(api);
   }
@@ -367,6 +369,11 @@ int runDaemon(const config::Config& config) {
 
   health::Readiness readiness;
   readiness.add("identity", [&source] { return source->notReadyReason(); });
+  if (api_source != nullptr) {
+    // Stale caches do not fail readiness: nmi serves from them by design, and a NotReady nmi
+    // would hold up rolling updates while the API server is away (docs/operations.md).
+    readiness.addDetail("stale", [api_source] { return api_source->staleReason(); });
+  }
 
   // Interception: nmi's iptables rules, checked and repaired on a thread of their own (iptables
   // processes never run on an I/O thread). Removed on exit only when nmi's DaemonSet is gone or
@@ -386,6 +393,9 @@ int runDaemon(const config::Config& config) {
   health::ProbeHandler probe_handler(readiness);
   health::MetricsHandler metrics_handler(metrics, [&] {
     metrics.source_staleness.Set(static_cast<double>(source->staleness().count()));
+    if (api_source != nullptr) {
+      api_source->updateStaleGauges();
+    }
     metrics.cache_entries.Set(static_cast<double>(tokens.sizeForTest()));
   });
 
