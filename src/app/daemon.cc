@@ -126,10 +126,12 @@ std::unique_ptr<kube::ApiIdentitySource> makeApiSource(const config::Config& con
 }
 
 // Uninstall detection (--daemonset-name): a watch of nmi's own DaemonSet, or null when it is not
-// asked for or cannot work (logged once).
+// asked for or cannot work (logged once). With POD_NAME, nmi's own pod (in `source`'s pod cache)
+// names the DaemonSet nmi belongs to.
 std::unique_ptr<kube::OwnerWatch> makeOwnerWatch(const config::Config& config, asio::io_context& io,
                                                  const Clock& clock,
                                                  const kube::ApiTransportPtr& transport,
+                                                 const identity::IdentitySource& source,
                                                  bool intercepting) {
   const auto log = logger("nmi");
   const std::string& name = config.iptables.daemonset_name;
@@ -162,12 +164,23 @@ std::unique_ptr<kube::OwnerWatch> makeOwnerWatch(const config::Config& config, a
         name);
     return nullptr;
   }
+  std::function<kube::PodController()> pod_controller;
+  if (config.iptables.pod_name.empty()) {
+    log->info(
+        "--daemonset-name={}: no POD_NAME, so nmi takes the first daemonset of that name it sees "
+        "as its own",
+        name);
+  } else {
+    pod_controller = [&source, ns, pod = config.iptables.pod_name] {
+      return kube::podControllerOf(source.podByName(ns, pod));
+    };
+  }
   kube::OwnerWatchOptions options;
   options.ns = ns;
   options.name = name;
   options.watch_silence_timeout = config.identity.watch_silence_timeout;
   return std::make_unique<kube::OwnerWatch>(io.get_executor(), transport, std::move(options), clock,
-                                            logger("nmi.kube"));
+                                            logger("nmi.kube"), std::move(pod_controller));
 }
 
 // Removes the rules after an uninstall was detected. False when iptables failed (the rules may
@@ -388,7 +401,12 @@ int runDaemon(const config::Config& config) {
     readiness.add("interception", [raw = interception.get()] { return raw->notReadyReason(); });
   }
   std::unique_ptr<kube::OwnerWatch> owner =
-      makeOwnerWatch(config, io, clock, api_transport, interception != nullptr);
+      makeOwnerWatch(config, io, clock, api_transport, *source, interception != nullptr);
+  if (owner) {
+    // Not a readiness failure: the rules are kept (fail closed) whatever happens; an operator
+    // sees why here and in the log (docs/operations.md, "Uninstall").
+    readiness.addDetail("uninstall", [raw = owner.get()] { return raw->problem(); });
+  }
   std::optional<kube::ExitDecision> exit_decision;
   health::ProbeHandler probe_handler(readiness);
   health::MetricsHandler metrics_handler(metrics, [&] {
