@@ -57,6 +57,11 @@ std::string where(const OwnerTarget& target) {
   return target.ns + "/" + target.name;
 }
 
+// "DaemonSet nmi", as the pod's controller reference names it.
+std::string controllerText(const PodController& pod) {
+  return (pod.kind.empty() ? std::string("an object of no kind") : pod.kind) + " " + pod.name;
+}
+
 std::string uidText(std::string_view uid) {
   return uid.empty() ? std::string("no uid") : "uid " + std::string(uid);
 }
@@ -174,9 +179,9 @@ ExitDecision decideOnExit(const OwnerHistory& watched, const OwnerObservation& f
       fetched.state != OwnerState::Unknown ? "the API server says" : "last watched:";
   if (podMismatch(pod, target)) {
     return keep(
-        fmt::format("nmi's pod is controlled by {} {}, not daemonset {} (check "
+        fmt::format("nmi's pod is controlled by {}, not daemonset {} (check "
                     "--daemonset-name)",
-                    pod.kind.empty() ? "an object of no kind" : pod.kind, pod.name, where(target)));
+                    controllerText(pod), where(target)));
   }
   const OwnerHistory::Seen* own = ownEntry(history, pod);
   if (own == nullptr) {
@@ -211,9 +216,9 @@ std::string ownerProblem(const OwnerHistory& history, const OwnerTarget& target,
   const std::string outcome = "the iptables rules stay on exit, also on an uninstall";
   if (podMismatch(pod, target)) {
     return fmt::format(
-        "nmi's pod is controlled by {} {}, not daemonset {}: {} (check "
+        "nmi's pod is controlled by {}, not daemonset {}: {} (check "
         "--daemonset-name)",
-        pod.kind, pod.name, where(target), outcome);
+        controllerText(pod), where(target), outcome);
   }
   if (!history.answered) {
     if (watch_error.empty()) {
