@@ -37,7 +37,10 @@ std::vector<std::string> Readiness::run(const std::vector<std::pair<std::string,
   std::vector<std::string> out;
   for (const auto& [name, check] : checks) {
     if (std::string reason = check(); !reason.empty()) {
-      out.push_back(name + ": " + reason);
+      std::string line = name;
+      line += ": ";
+      line += reason;
+      out.push_back(std::move(line));
     }
   }
   return out;

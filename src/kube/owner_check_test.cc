@@ -70,8 +70,12 @@ TEST(OwnerStateTest, GetAnswersMapToObservations) {
 // ---- History -------------------------------------------------------------------------------
 
 using O = OwnerObservation;
-const O kUnknown{};
-const O kAbsent{OwnerState::Absent, ""};  // a 404 or a list without it
+O unknown() {  // no answer
+  return {};
+}
+O absent() {  // a 404 or a list without it
+  return {OwnerState::Absent, ""};
+}
 O present(const std::string& uid = "u1") {
   return {OwnerState::Present, uid};
 }
@@ -92,9 +96,9 @@ OwnerHistory historyOf(const std::vector<O>& answers) {
 
 TEST(OwnerHistoryTest, FoldsAnswersPerObject) {
   EXPECT_EQ(historyOf({}), OwnerHistory{});
-  EXPECT_EQ(historyOf({kUnknown, kUnknown}), OwnerHistory{});
+  EXPECT_EQ(historyOf({unknown(), unknown()}), OwnerHistory{});
   const OwnerHistory h =
-      historyOf({kAbsent, present("u1"), deleting("u1"), deleted("u1"), present("u2"), kUnknown});
+      historyOf({absent(), present("u1"), deleting("u1"), deleted("u1"), present("u2"), unknown()});
   EXPECT_TRUE(h.answered);
   ASSERT_EQ(h.seen.size(), 2U);
   EXPECT_EQ(h.seen[0], (OwnerHistory::Seen{"u1", true, true}));
@@ -102,7 +106,7 @@ TEST(OwnerHistoryTest, FoldsAnswersPerObject) {
   EXPECT_EQ(h.last, present("u2"));
   // Another object holding the name means the earlier ones are gone; a 404 means all are.
   EXPECT_TRUE(historyOf({present("u1"), present("u2")}).seen[0].gone);
-  const OwnerHistory all_gone = historyOf({present("u1"), present("u2"), kAbsent});
+  const OwnerHistory all_gone = historyOf({present("u1"), present("u2"), absent()});
   EXPECT_TRUE(all_gone.seen[0].gone && all_gone.seen[1].gone);
   // A DELETED event of another object leaves this one alone.
   EXPECT_FALSE(historyOf({present("u1"), deleted("u0")}).seen[0].gone);
@@ -110,7 +114,7 @@ TEST(OwnerHistoryTest, FoldsAnswersPerObject) {
 
 TEST(OwnerHistoryTest, LatestAnswerWinsButADeletionStays) {
   // A relist from a lagging watch cache said "absent", a fresh answer says present: doubt.
-  EXPECT_FALSE(historyOf({present("u1"), kAbsent, present("u1")}).seen[0].gone);
+  EXPECT_FALSE(historyOf({present("u1"), absent(), present("u1")}).seen[0].gone);
   EXPECT_TRUE(historyOf({deleting("u1"), present("u1")}).seen[0].deleting);
 }
 
@@ -128,7 +132,9 @@ TEST(OwnerHistoryTest, IsBoundedAndKeepsTheFirstObject) {
 
 // ---- The decision: a table of histories ----------------------------------------------------
 
-const OwnerTarget kTarget{"kube-system", "nmi"};
+OwnerTarget target() {
+  return {"kube-system", "nmi"};
+}
 
 PodController controlledBy(const std::string& uid, const std::string& name = "nmi",
                            const std::string& kind = "DaemonSet") {
@@ -158,28 +164,28 @@ TEST(DecideOnExitTest, RemovesOnlyAfterSeeingItsOwnDaemonSetThenItsDeletion) {
   const auto remove = ExitAction::RemoveRules;
   const std::vector<HistoryCase> cases = {
       // Never seen: a misspelt name or another namespace. A 404 is then no uninstall.
-      {"never seen + 404", {kAbsent}, kAbsent, {}, keep, "never seen present"},
-      {"never seen, watch refused + 404", {}, kAbsent, {}, keep, "never seen present"},
-      {"never seen + GET refused", {kAbsent}, kUnknown, {}, keep, "never seen present"},
-      {"wrong namespace: RBAC refuses everything", {}, kUnknown, {}, keep, "state unknown"},
-      {"watch never synced, GET fails", {kUnknown}, kUnknown, {}, keep, "state unknown"},
+      {"never seen + 404", {absent()}, absent(), {}, keep, "never seen present"},
+      {"never seen, watch refused + 404", {}, absent(), {}, keep, "never seen present"},
+      {"never seen + GET refused", {absent()}, unknown(), {}, keep, "never seen present"},
+      {"wrong namespace: RBAC refuses everything", {}, unknown(), {}, keep, "state unknown"},
+      {"watch never synced, GET fails", {unknown()}, unknown(), {}, keep, "state unknown"},
       // Seen, then gone or being deleted: an uninstall.
-      {"seen + 404", {present()}, kAbsent, {}, remove, "the API server says gone"},
+      {"seen + 404", {present()}, absent(), {}, remove, "the API server says gone"},
       {"seen + DELETED, GET refused (ServiceAccount gone)",
        {present(), deleted()},
-       kUnknown,
+       unknown(),
        {},
        remove,
        "last watched: gone"},
       {"seen + list without it, GET refused",
-       {present(), kAbsent},
-       kUnknown,
+       {present(), absent()},
+       unknown(),
        {},
        remove,
        "last watched: gone"},
       {"seen + deletionTimestamp (foreground, orphan)",
        {present(), deleting()},
-       kUnknown,
+       unknown(),
        {},
        remove,
        "last watched: being deleted"},
@@ -189,7 +195,7 @@ TEST(DecideOnExitTest, RemovesOnlyAfterSeeingItsOwnDaemonSetThenItsDeletion) {
        {},
        remove,
        "the API server says being deleted"},
-      {"first seen already being deleted", {deleting()}, kUnknown, {}, remove, "being deleted"},
+      {"first seen already being deleted", {deleting()}, unknown(), {}, remove, "being deleted"},
       {"watch never synced + GET shows it being deleted",
        {},
        deleting(),
@@ -198,15 +204,15 @@ TEST(DecideOnExitTest, RemovesOnlyAfterSeeingItsOwnDaemonSetThenItsDeletion) {
        "being deleted"},
       {"orphan deletion, then the pod deleted",
        {present(), deleting(), deleted()},
-       kAbsent,
+       absent(),
        {},
        remove,
        "gone"},
       // Seen, still there: a restart, an upgrade, a drain.
       {"seen + present", {present()}, present(), {}, keep, "the API server says present"},
-      {"seen + 403 at SIGTERM", {present()}, kUnknown, {}, keep, "last watched: present"},
+      {"seen + 403 at SIGTERM", {present()}, unknown(), {}, keep, "last watched: present"},
       {"seen, watch lagging, fresh GET says present",
-       {present(), kAbsent},
+       {present(), absent()},
        present(),
        {},
        keep,
@@ -227,20 +233,20 @@ TEST(DecideOnExitTest, RemovesOnlyAfterSeeingItsOwnDaemonSetThenItsDeletion) {
        "created again"},
       {"created again and deleted too",
        {present("u1"), deleted("u1"), present("u2")},
-       kAbsent,
+       absent(),
        {},
        remove,
        "gone (uid u1"},
       {"created again, the new one being deleted",
        {present("u1"), deleting("u2")},
-       kUnknown,
+       unknown(),
        {},
        remove,
        "gone (uid u1"},
       // nmi's pod names its controller.
       {"pod's controller seen, then deleted",
        {present("u1"), deleted("u1")},
-       kUnknown,
+       unknown(),
        controlledBy("u1"),
        remove,
        "gone"},
@@ -252,31 +258,31 @@ TEST(DecideOnExitTest, RemovesOnlyAfterSeeingItsOwnDaemonSetThenItsDeletion) {
        "present"},
       {"pod's controller never seen (only another object of the name)",
        {present("u2")},
-       kAbsent,
+       absent(),
        controlledBy("u1"),
        keep,
        "never seen present"},
       {"misspelt --daemonset-name: the pod is controlled by another DaemonSet",
-       {kAbsent},
-       kAbsent,
+       {absent()},
+       absent(),
        controlledBy("u1", "nmi-real"),
        keep,
        "nmi's pod is controlled by DaemonSet nmi-real, not daemonset kube-system/nmi"},
       {"--daemonset-name names another DaemonSet that is being uninstalled",
        {present("u9"), deleted("u9")},
-       kAbsent,
+       absent(),
        controlledBy("u1", "nmi-real"),
        keep,
        "controlled by DaemonSet nmi-real"},
       {"the pod is not controlled by a DaemonSet",
        {present("u1")},
-       kAbsent,
+       absent(),
        controlledBy("u1", "nmi", "ReplicaSet"),
        keep,
        "controlled by ReplicaSet nmi"},
   };
   for (const auto& c : cases) {
-    const ExitDecision d = decideOnExit(historyOf(c.watched), c.fetched, kTarget, c.pod);
+    const ExitDecision d = decideOnExit(historyOf(c.watched), c.fetched, target(), c.pod);
     EXPECT_EQ(d.action, c.expected) << c.what << ": " << d.reason;
     EXPECT_THAT(d.reason, HasSubstr(c.reason)) << c.what;
     EXPECT_THAT(d.reason, HasSubstr(c.expected == remove ? "removing the iptables rules"
@@ -287,20 +293,20 @@ TEST(DecideOnExitTest, RemovesOnlyAfterSeeingItsOwnDaemonSetThenItsDeletion) {
 
 TEST(OwnerProblemTest, NamesWhyAnUninstallCouldNotBeDetected) {
   // Waiting for the first answer: nothing to say yet.
-  EXPECT_EQ(ownerProblem(historyOf({}), kTarget, {}, ""), "");
-  EXPECT_EQ(ownerProblem(historyOf({}), kTarget, {},
+  EXPECT_EQ(ownerProblem(historyOf({}), target(), {}, ""), "");
+  EXPECT_EQ(ownerProblem(historyOf({}), target(), {},
                          "list daemonset kube-system/nmi: HTTP 403 Forbidden: forbidden"),
             "daemonset kube-system/nmi cannot be read (list daemonset kube-system/nmi: HTTP 403 "
             "Forbidden: forbidden): the iptables rules stay on exit, also on an uninstall");
-  EXPECT_EQ(ownerProblem(historyOf({kAbsent}), kTarget, {}, ""),
+  EXPECT_EQ(ownerProblem(historyOf({absent()}), target(), {}, ""),
             "daemonset kube-system/nmi not found (never seen since nmi started): the iptables "
             "rules stay on exit, also on an uninstall (check --daemonset-name and POD_NAMESPACE)");
-  EXPECT_EQ(ownerProblem(historyOf({present()}), kTarget, {}, ""), "");
-  EXPECT_EQ(ownerProblem(historyOf({present(), deleted()}), kTarget, {}, ""), "");
-  EXPECT_EQ(ownerProblem(historyOf({present("u1")}), kTarget, controlledBy("u1"), ""), "");
-  EXPECT_THAT(ownerProblem(historyOf({present("u2")}), kTarget, controlledBy("u1"), ""),
+  EXPECT_EQ(ownerProblem(historyOf({present()}), target(), {}, ""), "");
+  EXPECT_EQ(ownerProblem(historyOf({present(), deleted()}), target(), {}, ""), "");
+  EXPECT_EQ(ownerProblem(historyOf({present("u1")}), target(), controlledBy("u1"), ""), "");
+  EXPECT_THAT(ownerProblem(historyOf({present("u2")}), target(), controlledBy("u1"), ""),
               HasSubstr("daemonset kube-system/nmi (uid u1, nmi's pod's controller) never seen"));
-  EXPECT_THAT(ownerProblem(historyOf({}), kTarget, controlledBy("u1", "nmi-real"), ""),
+  EXPECT_THAT(ownerProblem(historyOf({}), target(), controlledBy("u1", "nmi-real"), ""),
               HasSubstr("nmi's pod is controlled by DaemonSet nmi-real, not daemonset "
                         "kube-system/nmi"));
 }
