@@ -155,10 +155,12 @@ InstanceIdentity instanceIdentity(const config::Config& config) {
 }
 
 // Uninstall detection (--daemonset-name): a watch of nmi's own DaemonSet, or null when it is not
-// asked for or cannot work (logged once).
+// asked for or cannot work (logged once). With POD_NAME, nmi's own pod (in `source`'s pod cache)
+// names the DaemonSet nmi belongs to.
 std::unique_ptr<kube::OwnerWatch> makeOwnerWatch(const config::Config& config, asio::io_context& io,
                                                  const Clock& clock,
                                                  const kube::ApiTransportPtr& transport,
+                                                 const identity::IdentitySource& source,
                                                  bool intercepting) {
   const auto log = logger("nmi");
   const std::string& name = config.iptables.daemonset_name;
@@ -184,12 +186,23 @@ std::unique_ptr<kube::OwnerWatch> makeOwnerWatch(const config::Config& config, a
         name);
     return nullptr;
   }
+  std::function<kube::PodController()> pod_controller;
+  if (config.iptables.pod_name.empty()) {
+    log->info(
+        "--daemonset-name={}: no POD_NAME, so nmi takes the first daemonset of that name it sees "
+        "as its own",
+        name);
+  } else {
+    pod_controller = [&source, ns, pod = config.iptables.pod_name] {
+      return kube::podControllerOf(source.podByName(ns, pod));
+    };
+  }
   kube::OwnerWatchOptions options;
   options.ns = ns;
   options.name = name;
   options.watch_silence_timeout = config.identity.watch_silence_timeout;
   return std::make_unique<kube::OwnerWatch>(io.get_executor(), transport, std::move(options), clock,
-                                            logger("nmi.kube"));
+                                            logger("nmi.kube"), std::move(pod_controller));
 }
 
 // Removes the rules after an uninstall was detected. False when iptables failed (the rules may
@@ -305,6 +318,7 @@ int runDaemon(const config::Config& config) {
   std::unique_ptr<identity::IdentitySource> source;
   std::function<void()> stop_source;
   kube::ApiTransportPtr api_transport;
+  const kube::ApiIdentitySource* api_source = nullptr;  // owned by `source`
   if (!config.identity.identity_file.empty()) {
     auto file = std::make_unique<identity::FileIdentitySource>(
         asio::make_strand(io), config.identity.identity_file, config.identity.node_name,
@@ -330,6 +344,7 @@ int runDaemon(const config::Config& config) {
     api_transport = *transport;
     auto api = makeApiSource(config, io, clock, metrics, std::move(*transport));
     api->start();
+    api_source = api.get();
     stop_source = [raw = api.get()] { raw->stop(); };
     source = std::move(api);
   }
@@ -421,6 +436,11 @@ int runDaemon(const config::Config& config) {
 
   health::Readiness readiness;
   readiness.add("identity", [&source] { return source->notReadyReason(); });
+  if (api_source != nullptr) {
+    // Stale caches do not fail readiness: nmi serves from them by design, and a NotReady nmi
+    // would hold up rolling updates while the API server is away (docs/operations.md).
+    readiness.addDetail("stale", [api_source] { return api_source->staleReason(); });
+  }
 
   // Interception: nmi's iptables rules, checked and repaired on a thread of their own (iptables
   // processes never run on an I/O thread). Removed on exit only when nmi's DaemonSet is gone or
@@ -435,11 +455,19 @@ int runDaemon(const config::Config& config) {
     readiness.add("interception", [raw = interception.get()] { return raw->notReadyReason(); });
   }
   std::unique_ptr<kube::OwnerWatch> owner =
-      makeOwnerWatch(config, io, clock, api_transport, interception != nullptr);
+      makeOwnerWatch(config, io, clock, api_transport, *source, interception != nullptr);
+  if (owner) {
+    // Not a readiness failure: the rules are kept (fail closed) whatever happens; an operator
+    // sees why here and in the log (docs/operations.md, "Uninstall").
+    readiness.addDetail("uninstall", [raw = owner.get()] { return raw->problem(); });
+  }
   std::optional<kube::ExitDecision> exit_decision;
   health::ProbeHandler probe_handler(readiness);
   health::MetricsHandler metrics_handler(metrics, [&] {
     metrics.source_staleness.Set(static_cast<double>(source->staleness().count()));
+    if (api_source != nullptr) {
+      api_source->updateStaleGauges();
+    }
     metrics.cache_entries.Set(static_cast<double>(tokens.sizeForTest()));
   });
 

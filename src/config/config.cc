@@ -53,6 +53,9 @@ void applyEnvironment(GetEnv env, const FlagSet& flags, Config& config) {
   if (std::optional<std::string> value = env("POD_NAMESPACE")) {
     config.iptables.daemonset_namespace = std::move(*value);
   }
+  if (std::optional<std::string> value = env("POD_NAME")) {
+    config.iptables.pod_name = std::move(*value);
+  }
   if (std::optional<std::string> value = firstNonEmpty(env, "HTTPS_PROXY", "https_proxy")) {
     config.token.https_proxy = std::move(*value);
   }

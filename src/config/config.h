@@ -105,6 +105,9 @@ struct IptablesConfig {
   std::string daemonset_name;  // --daemonset-name
   // Its namespace: env POD_NAMESPACE (downward API), else the service account's namespace file.
   std::string daemonset_namespace;
+  // nmi's own pod: env POD_NAME (downward API). Its controller reference, read from the pod
+  // cache, names the DaemonSet (uid included) nmi belongs to.
+  std::string pod_name;
 };
 
 struct LogConfig {
@@ -139,10 +142,10 @@ using GetEnv = std::optional<std::string> (*)(const char* name);
 std::optional<std::string> processEnv(const char* name);
 
 // Parses argv (argv[0] is the program name) and the environment (FORCENAMESPACED, KUBECONFIG,
-// NODE_NAME, POD_NAMESPACE, HTTPS_PROXY/https_proxy, NO_PROXY/no_proxy), validates every value, and
-// returns the Config or an InvalidArgument error whose message is one clear line naming the flag.
-// Command-line forms follow the original's pflag + Go flag parsing: --name=value, --name value,
-// -name=value, -name value, -v2; booleans as --name or --name=<strconv.ParseBool spelling>;
+// NODE_NAME, POD_NAMESPACE, POD_NAME, HTTPS_PROXY/https_proxy, NO_PROXY/no_proxy), validates every
+// value, and returns the Config or an InvalidArgument error whose message is one clear line naming
+// the flag. Command-line forms follow the original's pflag + Go flag parsing: --name=value, --name
+// value, -name=value, -name value, -v2; booleans as --name or --name=<strconv.ParseBool spelling>;
 // the last occurrence of a flag wins. docs/operations.md lists the flags.
 Result<ParseOutcome> parse(const std::vector<std::string>& args, GetEnv env = processEnv);
 

@@ -315,9 +315,11 @@ TEST(ConfigEnvTest, DaemonSetNameFromTheFlagAndNamespaceFromEnv) {
   EXPECT_EQ(c.iptables.daemonset_name, "");
   EXPECT_EQ(c.iptables.daemonset_namespace, "");
   env.vars["POD_NAMESPACE"] = "kube-system";
+  env.vars["POD_NAME"] = "nmi-x7k2p";
   c = configOf({"--daemonset-name=nmi"}, FakeEnv::get);
   EXPECT_EQ(c.iptables.daemonset_name, "nmi");
   EXPECT_EQ(c.iptables.daemonset_namespace, "kube-system");
+  EXPECT_EQ(c.iptables.pod_name, "nmi-x7k2p");
 }
 
 TEST(ConfigEnvTest, ProxiesPreferUpperCaseAndSkipEmpty) {

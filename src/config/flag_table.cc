@@ -169,8 +169,9 @@ void registerIptables(FlagSet& f, IptablesConfig& c) {
   f.add({"kubelet-config", kIptables, "file searched for --network-plugin=kubenet"},
         stringInto(c.kubelet_config));
   f.add({"daemonset-name", kIptables,
-         "nmi's DaemonSet (namespace: env POD_NAMESPACE); on SIGTERM the rules are removed only "
-         "if it is gone or being deleted",
+         "nmi's DaemonSet (namespace: env POD_NAMESPACE; env POD_NAME: nmi's pod, whose "
+         "controller it must be); on SIGTERM the rules are removed only if nmi saw it exist and "
+         "then saw it being deleted or gone",
          Origin::New},
         stringInto(c.daemonset_name));
 }

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base64.h"
+#include "identity/kube_time.h"
 
 namespace nmi::identity {
 
@@ -335,10 +336,25 @@ Result<PodInfo> decodePod(const json& object) {
       r.fail(path, std::string("expected an object, got ") + owner.type_name());
       break;
     }
-    pod.owners.push_back(OwnerReference{r.string(owner, "kind", path + ".kind"),
-                                        r.string(owner, "name", path + ".name")});
+    OwnerReference ref;
+    ref.kind = r.string(owner, "kind", path + ".kind");
+    ref.name = r.string(owner, "name", path + ".name");
+    ref.uid = r.string(owner, "uid", path + ".uid");
+    ref.controller = r.boolean(owner, "controller", path + ".controller");
+    pod.owners.push_back(std::move(ref));
   }
-  pod.deleting = !r.string(metadata, "deletionTimestamp", "metadata.deletionTimestamp").empty();
+  const std::string deletion =
+      r.string(metadata, "deletionTimestamp", "metadata.deletionTimestamp");
+  if (!deletion.empty()) {
+    // An unreadable time would leave the length of the grace window unknown: the pod is
+    // refused (the cache drops objects that do not decode).
+    const auto deadline = parseKubeTime(deletion);
+    if (!deadline) {
+      r.fail("metadata.deletionTimestamp", "not an RFC 3339 time");
+    }
+    pod.deleting = true;
+    pod.deletion_deadline = deadline.value_or(SystemTime{});
+  }
 
   const json& spec = r.object(object, "spec", "spec");
   pod.node_name = r.string(spec, "nodeName", "spec.nodeName");

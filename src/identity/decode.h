@@ -37,9 +37,10 @@ struct ObjectMeta {
 // metadata.namespace (default "default") and metadata.name of any object.
 Result<ObjectMeta> decodeObjectMeta(const nlohmann::json& object);
 
-// v1 Pod: metadata (namespace, name, uid, labels, ownerReferences, deletionTimestamp),
-// spec.nodeName, spec.hostNetwork, status.phase, status.podIPs[].ip (or status.podIP when
-// podIPs is empty). IPs must parse as addresses; they are normalised and deduplicated.
+// v1 Pod: metadata (namespace, name, uid, labels, ownerReferences with kind, name, uid and
+// controller, deletionTimestamp), spec.nodeName, spec.hostNetwork, status.phase,
+// status.podIPs[].ip (or status.podIP when podIPs is empty). IPs must parse as addresses; they are
+// normalised and deduplicated. deletionTimestamp must be an RFC 3339 time (parseKubeTime).
 Result<PodInfo> decodePod(const nlohmann::json& object);
 
 // aadpodidentity.k8s.io/v1 AzureIdentity. spec.type must be a JSON integer (absent: 0);

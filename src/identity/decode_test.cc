@@ -60,7 +60,7 @@ TEST(DecodePodTest, DecodesApiServerShape) {
   EXPECT_EQ(pod->ips, (std::vector<std::string>{"10.244.1.7", "fd00::7"}));
   EXPECT_EQ(pod->labels.at("aadpodidbinding"), "demo");
   ASSERT_EQ(pod->owners.size(), 1U);
-  EXPECT_EQ(pod->owners[0], (OwnerReference{"ReplicaSet", "demo-7d4b9c6f5"}));
+  EXPECT_EQ(pod->owners[0], (OwnerReference{"ReplicaSet", "demo-7d4b9c6f5", "x", true}));
 }
 
 TEST(DecodePodTest, NamespaceDefaultsToDefault) {
@@ -97,9 +97,28 @@ TEST(DecodePodTest, DeduplicatesAndNormalisesIps) {
 
 TEST(DecodePodTest, DeletionTimestampMarksPodDeleting) {
   const auto pod =
-      decodePod(parse(R"({"metadata":{"name":"p","deletionTimestamp":"2024-01-01T00:00:00Z"}})"));
+      decodePod(parse(R"({"metadata":{"name":"p","deletionTimestamp":"2024-01-01T00:00:30Z"}})"));
   ASSERT_TRUE(pod.has_value()) << pod.error().message;
   EXPECT_TRUE(pod->deleting);
+  EXPECT_EQ(toUnixSeconds(pod->deletion_deadline), 1704067230);
+  const auto null_timestamp =
+      decodePod(parse(R"({"metadata":{"name":"p","deletionTimestamp":null}})"));
+  ASSERT_TRUE(null_timestamp.has_value());
+  EXPECT_FALSE(null_timestamp->deleting);
+}
+
+TEST(DecodePodTest, UnreadableDeletionTimestampIsAnError) {
+  // Not decodable: the cache drops the pod, so it is never served with an unknown window.
+  expectFieldError(decodePod(parse(R"({"metadata":{"name":"p","deletionTimestamp":"yesterday"}})")),
+                   "metadata.deletionTimestamp");
+}
+
+TEST(DecodePodTest, OwnerReferenceControllerDefaultsToFalse) {
+  const auto pod = decodePod(parse(R"({"metadata":{"name":"p","ownerReferences":[
+      {"kind":"DaemonSet","name":"nmi","uid":"u-1","controller":null}]}})"));
+  ASSERT_TRUE(pod.has_value()) << pod.error().message;
+  ASSERT_EQ(pod->owners.size(), 1U);
+  EXPECT_EQ(pod->owners[0], (OwnerReference{"DaemonSet", "nmi", "u-1", false}));
 }
 
 TEST(DecodePodTest, HostNetworkIsRead) {
@@ -135,6 +154,10 @@ TEST(DecodePodTest, WrongTypesNameTheField) {
       {R"({"metadata":{"name":"p","ownerReferences":["rs"]}})", "metadata.ownerReferences[0]"},
       {R"({"metadata":{"name":"p","ownerReferences":[{"kind":1}]}})",
        "metadata.ownerReferences[0].kind"},
+      {R"({"metadata":{"name":"p","ownerReferences":[{"uid":7}]}})",
+       "metadata.ownerReferences[0].uid"},
+      {R"({"metadata":{"name":"p","ownerReferences":[{"controller":"yes"}]}})",
+       "metadata.ownerReferences[0].controller"},
       {R"({"metadata":{"name":"p","deletionTimestamp":true}})", "metadata.deletionTimestamp"},
       {R"({"metadata":{"name":"p"},"spec":[]})", "spec"},
       {R"({"metadata":{"name":"p"},"spec":{"hostNetwork":"true"}})", "spec.hostNetwork"},

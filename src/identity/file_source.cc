@@ -581,6 +581,10 @@ std::vector<PodInfo> FileIdentitySource::podsByIp(std::string_view ip) const {
   return lookupList(state_->snapshot()->pods_by_ip, ip);
 }
 
+IpClaims FileIdentitySource::ipClaims(std::string_view ip) const {
+  return IpClaims{podsByIp(ip), {}};
+}
+
 std::optional<PodInfo> FileIdentitySource::podByName(std::string_view ns,
                                                      std::string_view name) const {
   const auto data = state_->snapshot();

@@ -55,6 +55,8 @@ class FileIdentitySource final : public IdentitySource {
   std::string notReadyReason() const override;
   std::chrono::seconds staleness() const override;
   std::vector<PodInfo> podsByIp(std::string_view ip) const override;
+  // The file is a snapshot: it remembers no earlier claim of an address (`lost` is empty).
+  IpClaims ipClaims(std::string_view ip) const override;
   std::optional<PodInfo> podByName(std::string_view ns, std::string_view name) const override;
   std::vector<AzureAssignedIdentity> assignedIdentities(std::string_view pod_ns,
                                                         std::string_view pod_name) const override;

@@ -144,7 +144,7 @@ TEST_F(FileIdentitySourceTest, LoadsMultiDocumentYaml) {
   const auto web = source->podByName("apps", "web-1");
   ASSERT_TRUE(web.has_value());
   EXPECT_EQ(web->uid, "9d1f0c1e-0000-4000-8000-000000000001");
-  EXPECT_EQ(web->owners, (std::vector<OwnerReference>{{"ReplicaSet", "web-5d8f7c9b6"}}));
+  EXPECT_EQ(web->owners, (std::vector<OwnerReference>{{"ReplicaSet", "web-5d8f7c9b6", "", true}}));
 
   const auto assigned = source->assignedIdentities("apps", "web-1");
   ASSERT_EQ(assigned.size(), 1U);
@@ -204,7 +204,8 @@ TEST_F(FileIdentitySourceTest, LoadsJsonList) {
 TEST_F(FileIdentitySourceTest, FileDataDrivesDecisions) {
   auto source = makeSource(testdata() / "node-view.yaml");
   ASSERT_TRUE(source->load().has_value());
-  const auto match = matchPodByIp(source->podsByIp("10.244.1.10"));
+  const SystemTime now = fromUnixSeconds(1'714'557'000);  // web-old's grace window is open
+  const auto match = matchPodByIp(source->ipClaims("10.244.1.10"), now);
   ASSERT_EQ(match.kind, PodMatch::Kind::Found);
   EXPECT_EQ(match.pod.name, "web-1");  // the pod being deleted loses
   const ResolverOptions options{Mode::Standard, false, true};
@@ -213,7 +214,7 @@ TEST_F(FileIdentitySourceTest, FileDataDrivesDecisions) {
   ASSERT_EQ(granted.kind, DecisionKind::Grant) << granted.reason;
   EXPECT_EQ(granted.identity.name, "web-identity");
 
-  const auto mic = matchPodByIp(source->podsByIp("10.244.1.20"));
+  const auto mic = matchPodByIp(source->ipClaims("10.244.1.20"), now);
   ASSERT_EQ(mic.kind, PodMatch::Kind::Found);
   EXPECT_EQ(resolve(gatherInput(*source, mic.pod, Mode::Standard), IdentityRequest{}, options).kind,
             DecisionKind::Exception);

@@ -22,6 +22,7 @@ class ListIdentitySource final : public IdentitySource {
   std::string notReadyReason() const override { return {}; }
   std::chrono::seconds staleness() const override { return std::chrono::seconds{0}; }
   std::vector<PodInfo> podsByIp(std::string_view /*ip*/) const override { return {}; }
+  IpClaims ipClaims(std::string_view /*ip*/) const override { return {}; }
   std::optional<PodInfo> podByName(std::string_view /*ns*/,
                                    std::string_view /*name*/) const override {
     return std::nullopt;

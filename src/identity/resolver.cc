@@ -28,10 +28,6 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
          });
 }
 
-bool livePhase(const PodInfo& pod) {
-  return pod.phase == "Pending" || pod.phase == "Running";
-}
-
 // "client_id 1111##### REDACTED #####1111", "resource_id /subscriptions/...", ...
 std::string describeRequest(const IdentityRequest& request) {
   std::string out;
@@ -297,34 +293,6 @@ Decision resolveManaged(const ResolveInput& input, const IdentityRequest& reques
 std::string bindingSelector(const PodInfo& pod) {
   const auto it = pod.labels.find(std::string(kBindingLabel));
   return it == pod.labels.end() ? std::string() : it->second;
-}
-
-PodMatch matchPodByIp(std::vector<PodInfo> candidates) {
-  std::vector<PodInfo> running;
-  std::vector<PodInfo> deleting;
-  std::set<std::string, std::less<>> seen;
-  for (auto& pod : candidates) {
-    if (!livePhase(pod) || pod.host_network || !seen.insert(podKey(pod)).second) {
-      continue;
-    }
-    (pod.deleting ? deleting : running).push_back(std::move(pod));
-  }
-  std::vector<PodInfo>& pool = running.empty() ? deleting : running;
-  PodMatch match;
-  if (pool.empty()) {
-    return match;
-  }
-  if (pool.size() == 1) {
-    match.kind = PodMatch::Kind::Found;
-    match.pod = std::move(pool.front());
-    return match;
-  }
-  match.kind = PodMatch::Kind::Conflict;
-  for (const auto& pod : pool) {
-    match.conflicting.push_back(podKey(pod));
-  }
-  std::sort(match.conflicting.begin(), match.conflicting.end());
-  return match;
 }
 
 Decision resolve(const ResolveInput& input, const IdentityRequest& request,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "identity/options.h"
+#include "identity/pod_match.h"  // matchPodByIp: which pod sent a request
 #include "identity/types.h"
 
 namespace nmi::identity {
@@ -17,25 +18,6 @@ inline constexpr std::string_view kBindingLabel = "aadpodidbinding";
 // The pod's aadpodidbinding label value; "" when the pod has no such label (as in the original,
 // "" then matches bindings whose selector is empty).
 std::string bindingSelector(const PodInfo& pod);
-
-// ---- Which pod sent a request --------------------------------------------------------------
-
-struct PodMatch {
-  enum class Kind : std::uint8_t {
-    Unknown,   // no live pod reports the address
-    Found,     // `pod`
-    Conflict,  // several pods claim the address; `conflicting` lists them as ns/name, sorted
-  };
-  Kind kind = Kind::Unknown;
-  PodInfo pod;
-  std::vector<std::string> conflicting;
-};
-
-// Picks the pod behind an address among the pods currently reporting it. Only pods in phase
-// Pending or Running and not on the host network count. Pods not being deleted win: one is
-// Found, several are a Conflict. With none, pods being deleted (which still run) are considered
-// the same way. Nothing left: Unknown. The same ns/name listed twice counts once.
-PodMatch matchPodByIp(std::vector<PodInfo> candidates);
 
 // ---- Which identity a pod gets ----------------------------------------------------------------
 

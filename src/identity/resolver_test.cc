@@ -94,69 +94,6 @@ ResolveInput inputWith(std::vector<AzureAssignedIdentity> assigned) {
   return input;
 }
 
-// ---- matchPodByIp ----------------------------------------------------------------------------
-
-PodInfo podIn(std::string name, std::string phase, bool deleting = false,
-              bool host_network = false) {
-  PodInfo pod = makePod("apps", std::move(name));
-  pod.phase = std::move(phase);
-  pod.deleting = deleting;
-  pod.host_network = host_network;
-  return pod;
-}
-
-TEST(MatchPodByIpTest, NoCandidatesIsUnknown) {
-  EXPECT_EQ(matchPodByIp({}).kind, PodMatch::Kind::Unknown);
-}
-
-TEST(MatchPodByIpTest, FindsTheOneRunningOrPendingPod) {
-  for (const char* phase : {"Running", "Pending"}) {
-    const auto match = matchPodByIp({podIn("web", phase)});
-    ASSERT_EQ(match.kind, PodMatch::Kind::Found) << phase;
-    EXPECT_EQ(match.pod.name, "web");
-  }
-}
-
-TEST(MatchPodByIpTest, IgnoresFinishedPodsAndHostNetworkPods) {
-  const auto match = matchPodByIp({podIn("done", "Succeeded"), podIn("failed", "Failed"),
-                                   podIn("unknown", "Unknown"), podIn("blank", ""),
-                                   podIn("host", "Running", false, true)});
-  EXPECT_EQ(match.kind, PodMatch::Kind::Unknown);
-  const auto with_live = matchPodByIp({podIn("done", "Succeeded"), podIn("web", "Running")});
-  ASSERT_EQ(with_live.kind, PodMatch::Kind::Found);
-  EXPECT_EQ(with_live.pod.name, "web");
-}
-
-TEST(MatchPodByIpTest, TwoLivePodsConflict) {
-  const auto match = matchPodByIp({podIn("web-2", "Running"), podIn("web-1", "Pending")});
-  ASSERT_EQ(match.kind, PodMatch::Kind::Conflict);
-  EXPECT_EQ(match.conflicting, (std::vector<std::string>{"apps/web-1", "apps/web-2"}));
-}
-
-TEST(MatchPodByIpTest, PodNotBeingDeletedWinsOverDeletingOne) {
-  const auto match = matchPodByIp({podIn("old", "Running", true), podIn("new", "Pending")});
-  ASSERT_EQ(match.kind, PodMatch::Kind::Found);
-  EXPECT_EQ(match.pod.name, "new");
-}
-
-TEST(MatchPodByIpTest, DeletingPodStillRunsWhenAlone) {
-  const auto match = matchPodByIp({podIn("old", "Running", true), podIn("done", "Succeeded")});
-  ASSERT_EQ(match.kind, PodMatch::Kind::Found);
-  EXPECT_EQ(match.pod.name, "old");
-  EXPECT_TRUE(match.pod.deleting);
-}
-
-TEST(MatchPodByIpTest, TwoDeletingPodsConflict) {
-  const auto match = matchPodByIp({podIn("a", "Running", true), podIn("b", "Running", true)});
-  ASSERT_EQ(match.kind, PodMatch::Kind::Conflict);
-  EXPECT_EQ(match.conflicting, (std::vector<std::string>{"apps/a", "apps/b"}));
-}
-
-TEST(MatchPodByIpTest, SamePodListedTwiceCountsOnce) {
-  const auto match = matchPodByIp({podIn("web", "Running"), podIn("web", "Running")});
-  EXPECT_EQ(match.kind, PodMatch::Kind::Found);
-}
-
 // ---- InvalidRequest --------------------------------------------------------------------------
 
 TEST(ResolveTest, MoreThanOneSelectorIsInvalid) {

@@ -10,6 +10,7 @@
 #include "common/change_notifier.h"
 #include "common/result.h"
 #include "common/task.h"
+#include "identity/pod_match.h"
 #include "identity/types.h"
 
 namespace nmi::identity {
@@ -31,6 +32,9 @@ class IdentitySource {
 
   // Pods on this node that report `ip` (status.podIPs), any phase, hostNetwork pods excluded.
   virtual std::vector<PodInfo> podsByIp(std::string_view ip) const = 0;
+  // podsByIp(ip), and which of those pods lost the address while being deleted (IpClaims), read
+  // at one moment: what identity::matchPodByIp decides on.
+  virtual IpClaims ipClaims(std::string_view ip) const = 0;
   virtual std::optional<PodInfo> podByName(std::string_view ns, std::string_view name) const = 0;
 
   // AzureAssignedIdentities whose spec.podNamespace/spec.pod are ns/name (standard mode).

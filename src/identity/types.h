@@ -5,12 +5,16 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
+
 namespace nmi::identity {
 
 // The parts of a Pod nmi uses. Phase is kept as given ("Pending", "Running", ...).
 struct OwnerReference {
   std::string kind;
   std::string name;
+  std::string uid;
+  bool controller = false;  // the managing controller (at most one reference per object)
   bool operator==(const OwnerReference&) const = default;
 };
 
@@ -23,6 +27,9 @@ struct PodInfo {
   std::vector<std::string> ips;  // status.podIPs (falls back to status.podIP)
   bool host_network = false;
   bool deleting = false;  // metadata.deletionTimestamp is set
+  // metadata.deletionTimestamp when deleting: the time of the deletion plus the pod's grace
+  // period, by the API server's clock (the end of the pod's deletion grace window).
+  SystemTime deletion_deadline{};
   std::map<std::string, std::string> labels;
   std::vector<OwnerReference> owners;
   bool operator==(const PodInfo&) const = default;

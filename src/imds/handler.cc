@@ -344,7 +344,7 @@ Task<http::Response> ImdsHandler::token(const http::Request& request,
   for (;;) {
     const auto generation = source_.changes().generation();
     if (source_.hasSynced()) {
-      match = identity::matchPodByIp(source_.podsByIp(ip));
+      match = identity::matchPodByIp(source_.ipClaims(ip), clock_.systemNow());
       if (match.kind != PodMatch::Kind::Unknown) {
         break;
       }
@@ -362,12 +362,14 @@ Task<http::Response> ImdsHandler::token(const http::Request& request,
         outcome.detail = "identity data not synced: " + source_.notReadyReason();
         co_return makeReply(Reply::NotReady, version);
       }
-      match = identity::matchPodByIp(source_.podsByIp(ip));
+      match = identity::matchPodByIp(source_.ipClaims(ip), clock_.systemNow());
       break;
     }
   }
   if (match.kind == PodMatch::Kind::Unknown) {
-    outcome.detail = fmt::format("no pod with ip {}", ip);
+    outcome.detail = match.refused.empty() ? fmt::format("no pod with ip {}", ip)
+                                           : fmt::format("no pod with ip {} may be served: {}", ip,
+                                                         fmt::join(match.refused, ", "));
     co_return makeReply(Reply::PodNotFound, version);
   }
   if (match.kind == PodMatch::Kind::Conflict) {

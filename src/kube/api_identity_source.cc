@@ -79,6 +79,11 @@ struct ApiIdentitySource::State {
     hooks.failed = [this](std::string_view operation) {
       countError(operation == "list" ? list_errors : watch_errors);
     };
+    if (metrics != nullptr) {
+      // One series per watched resource, from the start (0 = current): bounded by construction.
+      stale_gauges.push_back(
+          &metrics->source_stale.Add({{"resource", reflector_options.resource}}));
+    }
     reflectors.push_back(std::make_unique<Reflector>(*transport, store,
                                                      std::move(reflector_options), clock, *sleeper,
                                                      std::move(hooks), logger));
@@ -134,7 +139,8 @@ struct ApiIdentitySource::State {
   ExceptionCache exceptions;
   SecretCache secrets;
   std::vector<std::unique_ptr<Reflector>> reflectors;
-  std::vector<const ObjectStore*> stores;  // parallel to reflectors
+  std::vector<const ObjectStore*> stores;        // parallel to reflectors
+  std::vector<prometheus::Gauge*> stale_gauges;  // parallel to reflectors (with metrics)
   CancellationSignal stop;
   MonotonicTime started_at{};
   std::atomic<bool> started{false};
@@ -203,8 +209,29 @@ std::chrono::seconds ApiIdentitySource::staleness() const {
   return std::chrono::duration_cast<std::chrono::seconds>(worst);
 }
 
+std::string ApiIdentitySource::staleReason() const {
+  std::string out;
+  for (const auto& reflector : state_->reflectors) {
+    const Freshness freshness = reflector->freshness();
+    if (freshness.stale) {
+      out += (out.empty() ? "" : "; ") + reflector->resource() + ": " + freshness.reason;
+    }
+  }
+  return out;
+}
+
+void ApiIdentitySource::updateStaleGauges() const {
+  for (std::size_t i = 0; i < state_->stale_gauges.size(); ++i) {
+    state_->stale_gauges[i]->Set(state_->reflectors[i]->freshness().stale ? 1.0 : 0.0);
+  }
+}
+
 std::vector<identity::PodInfo> ApiIdentitySource::podsByIp(std::string_view ip) const {
   return state_->pods.podsByIp(ip);
+}
+
+identity::IpClaims ApiIdentitySource::ipClaims(std::string_view ip) const {
+  return state_->pods.ipClaims(ip);
 }
 
 std::optional<identity::PodInfo> ApiIdentitySource::podByName(std::string_view ns,
@@ -248,7 +275,7 @@ std::vector<ApiIdentitySource::ResourceStatus> ApiIdentitySource::statusForTest(
     const auto& reflector = *state_->reflectors[i];
     out.push_back(ResourceStatus{reflector.resource(), reflector.hasSynced(), reflector.connected(),
                                  state_->stores[i]->size(), reflector.lastError(),
-                                 reflector.stats()});
+                                 reflector.stats(), reflector.freshness()});
   }
   return out;
 }

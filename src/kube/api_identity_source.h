@@ -49,9 +49,12 @@ struct ApiSourceOptions {
 // is no polling.
 //
 // Ready (hasSynced) once every reflector has listed; notReadyReason() names the others and their
-// last error (e.g. a 403 with the API server's RBAC message). staleness() is the worst
-// reflector's (0 while every watch is open). Metrics (optional): kubernetes API errors by
-// operation_type list/watch/get_secret, nmi_pod_cache_pods.
+// last error (e.g. a 403 with the API server's RBAC message). Afterwards a cache may go stale
+// (Reflector::freshness: its watch in backoff, relisting, or silent past its limit): nmi keeps
+// serving from it, staleReason() names it for /readyz, staleness() is the worst stale
+// reflector's (0 while every cache is current). Metrics (optional): kubernetes API errors by
+// operation_type list/watch/get_secret, nmi_pod_cache_pods, nmi_identity_source_stale{resource}
+// (updateStaleGauges).
 //
 // Queries are thread-safe. start() spawns the reflectors on strands of `executor`; stop() (also
 // called by the destructor) cancels them and every watch at once. Coroutines keep the shared
@@ -77,6 +80,7 @@ class ApiIdentitySource final : public identity::IdentitySource {
   std::string notReadyReason() const override;
   std::chrono::seconds staleness() const override;
   std::vector<identity::PodInfo> podsByIp(std::string_view ip) const override;
+  identity::IpClaims ipClaims(std::string_view ip) const override;
   std::optional<identity::PodInfo> podByName(std::string_view ns,
                                              std::string_view name) const override;
   std::vector<identity::AzureAssignedIdentity> assignedIdentities(
@@ -89,6 +93,11 @@ class ApiIdentitySource final : public identity::IdentitySource {
   Task<Result<identity::SecretData>> secret(const identity::SecretRef& ref) override;
   ChangeNotifier& changes() override;
 
+  // "resource: reason" of every stale cache, joined with "; " ("" when all are current).
+  std::string staleReason() const;
+  // Sets nmi_identity_source_stale{resource} for every watched resource (before a scrape).
+  void updateStaleGauges() const;
+
   // Per-resource status, for tests and logs.
   struct ResourceStatus {
     std::string resource;
@@ -97,6 +106,7 @@ class ApiIdentitySource final : public identity::IdentitySource {
     std::size_t objects = 0;
     std::string last_error;
     ReflectorStats stats;
+    Freshness freshness;
   };
   std::vector<ResourceStatus> statusForTest() const;
 

@@ -259,6 +259,69 @@ TEST_F(ApiIdentitySourceTest, SecretsAreReadThroughTheCacheAndErrorsCounted) {
             1);
 }
 
+TEST_F(ApiIdentitySourceTest, StaleCachesAreNamedAndCountedPerResource) {
+  scriptAll();
+  auto source = make();
+  FakeApiTransport::WatchScript refused;
+  refused.open = false;
+  refused.end = makeError(ErrorCode::Unavailable, "connection refused");
+  transport_->addWatch(pods_path_, refused);
+  // While the pods watch is being retried after that failure:
+  std::string in_backoff;
+  double pods_gauge = -1;
+  double identities_gauge = -1;
+  std::size_t pods_served = 0;
+  FakeApiTransport::WatchScript retry = refused;
+  retry.before = [&] {
+    in_backoff = source->staleReason();
+    source->updateStaleGauges();
+    pods_gauge = metrics_.source_stale.Add({{"resource", "pods"}}).Value();
+    identities_gauge = metrics_.source_stale.Add({{"resource", "azureidentities"}}).Value();
+    pods_served = source->podsByIp("10.0.0.1").size();  // serving goes on from the cache
+  };
+  transport_->addWatch(pods_path_, retry);
+  source->start();
+  runUntil([&] {
+    auto status = source->statusForTest();
+    return source->hasSynced() &&
+           std::all_of(status.begin(), status.end(), [](const auto& s) { return s.connected; });
+  });
+  EXPECT_THAT(in_backoff, AllOf(HasSubstr("pods: in backoff after 1 failed attempt (watch pods: "
+                                          "connection refused); last heard from the API server "
+                                          "0.0 s ago"),
+                                Not(HasSubstr("azureidentities"))));
+  EXPECT_EQ(pods_gauge, 1.0);
+  EXPECT_EQ(identities_gauge, 0.0);
+  EXPECT_EQ(pods_served, 1U);
+  // Every watch open again: current.
+  EXPECT_EQ(source->staleReason(), "");
+  source->updateStaleGauges();
+  EXPECT_EQ(metrics_.source_stale.Add({{"resource", "pods"}}).Value(), 0.0);
+
+  // Nothing from the API server for longer than the silence limit plus the head deadline (the
+  // transport should have closed the watches long ago): every cache is stale.
+  clock_.advance(std::chrono::seconds(101));
+  const std::string reason = source->staleReason();
+  for (const char* resource : {"pods: ", "azureassignedidentities: ", "azureidentitybindings: ",
+                               "azureidentities: ", "azurepodidentityexceptions: "}) {
+    EXPECT_THAT(reason, HasSubstr(resource));
+  }
+  EXPECT_THAT(reason, HasSubstr("azureidentities: no word from the API server for 101.0 s (limit "
+                                "100.0 s)"));
+  EXPECT_EQ(source->staleness(), std::chrono::seconds(101));
+  source->updateStaleGauges();
+  // One series per watched resource, and no other.
+  const std::string exposition = metrics_.serialize();
+  std::size_t series = 0;
+  for (std::size_t at = exposition.find("nmi_identity_source_stale{"); at != std::string::npos;
+       at = exposition.find("nmi_identity_source_stale{", at + 1)) {
+    ++series;
+  }
+  EXPECT_EQ(series, 5U);
+  EXPECT_EQ(metrics_.source_stale.Add({{"resource", "azurepodidentityexceptions"}}).Value(), 1.0);
+  finish(*source);
+}
+
 TEST_F(ApiIdentitySourceTest, StopEndsEveryWatch) {
   scriptAll();
   auto source = make();

@@ -1,5 +1,6 @@
 #include "kube/pod_cache.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -166,6 +167,126 @@ TEST(PodCacheTest, AnAbortedRelistChangesNothing) {
   cache.beginReplace();
   cache.commitReplace();  // an empty list empties the cache
   EXPECT_EQ(cache.size(), 0U);
+}
+
+// ---- Addresses lost by pods being deleted --------------------------------------------------
+
+json deleting(json object, const std::string& deadline = "2030-01-01T00:00:30Z") {
+  object["metadata"]["deletionTimestamp"] = deadline;
+  return object;
+}
+
+std::vector<std::string> lostAt(const PodCache& cache, const std::string& ip) {
+  auto lost = cache.ipClaims(ip).lost;
+  std::sort(lost.begin(), lost.end());
+  return lost;
+}
+
+TEST(PodCacheTest, ADeletingPodLosesItsAddressForGoodOnceAnotherPodClaimsIt) {
+  PodCache cache("node-1");
+  ASSERT_TRUE(cache.apply(EventType::Added, pod("a", "old", {"10.0.0.1"})).has_value());
+  ASSERT_TRUE(
+      cache.apply(EventType::Modified, deleting(pod("a", "old", {"10.0.0.1"}))).has_value());
+  EXPECT_THAT(lostAt(cache, "10.0.0.1"), IsEmpty());  // alone: inside its window it is served
+
+  // The new pod's status shows the address: the old pod loses it.
+  ASSERT_TRUE(
+      cache.apply(EventType::Added, pod("b", "new", {"10.0.0.1"}, "node-1", false, "Pending"))
+          .has_value());
+  const auto claims = cache.ipClaims("10.0.0.1");
+  EXPECT_THAT(names(claims.pods), ElementsAre("a/old", "b/new"));
+  EXPECT_THAT(claims.lost, ElementsAre("a/old/old-uid"));
+
+  // The new pod goes away again: the old one does not get the address back.
+  ASSERT_TRUE(cache.apply(EventType::Deleted, pod("b", "new", {"10.0.0.1"})).has_value());
+  EXPECT_THAT(names(cache.podsByIp("10.0.0.1")), ElementsAre("a/old"));
+  EXPECT_THAT(lostAt(cache, "10.0.0.1"), ElementsAre("a/old/old-uid"));
+  // Nor after a later update of its own, nor a relist that still shows it.
+  ASSERT_TRUE(
+      cache.apply(EventType::Modified, deleting(pod("a", "old", {"10.0.0.1"}))).has_value());
+  EXPECT_THAT(lostAt(cache, "10.0.0.1"), ElementsAre("a/old/old-uid"));
+  replace(cache, {deleting(pod("a", "old", {"10.0.0.1"}))});
+  EXPECT_THAT(lostAt(cache, "10.0.0.1"), ElementsAre("a/old/old-uid"));
+
+  // Once it leaves, nothing is remembered.
+  ASSERT_TRUE(cache.apply(EventType::Deleted, pod("a", "old", {"10.0.0.1"})).has_value());
+  EXPECT_THAT(cache.ipClaims("10.0.0.1").lost, IsEmpty());
+  EXPECT_EQ(cache.lossesForTest(), 0U);
+}
+
+TEST(PodCacheTest, AClaimSeenBeforeTheDeletionCountsWhileBothReportTheAddress) {
+  PodCache cache("node-1");
+  ASSERT_TRUE(cache.apply(EventType::Added, pod("a", "old", {"10.0.0.1"})).has_value());
+  ASSERT_TRUE(cache.apply(EventType::Added, pod("b", "new", {"10.0.0.1"})).has_value());
+  EXPECT_THAT(lostAt(cache, "10.0.0.1"), IsEmpty());  // a conflict, not a loss
+  ASSERT_TRUE(
+      cache.apply(EventType::Modified, deleting(pod("a", "old", {"10.0.0.1"}))).has_value());
+  EXPECT_THAT(lostAt(cache, "10.0.0.1"), ElementsAre("a/old/old-uid"));
+}
+
+TEST(PodCacheTest, FinishedPodsClaimNothing) {
+  PodCache cache("node-1");
+  ASSERT_TRUE(
+      cache.apply(EventType::Added, pod("a", "job", {"10.0.0.1"}, "node-1", false, "Succeeded"))
+          .has_value());
+  ASSERT_TRUE(cache.apply(EventType::Added, deleting(pod("a", "old", {"10.0.0.1"}))).has_value());
+  EXPECT_THAT(lostAt(cache, "10.0.0.1"), IsEmpty());
+}
+
+TEST(PodCacheTest, ARelistShowsClaimsTheWatchMissed) {
+  PodCache cache("node-1");
+  replace(cache, {deleting(pod("a", "old", {"10.0.0.1"}))});
+  replace(cache, {deleting(pod("a", "old", {"10.0.0.1"})), pod("b", "new", {"10.0.0.1"})});
+  EXPECT_THAT(lostAt(cache, "10.0.0.1"), ElementsAre("a/old/old-uid"));
+  // A relist without the old pod forgets it.
+  replace(cache, {pod("b", "new", {"10.0.0.1"})});
+  EXPECT_EQ(cache.lossesForTest(), 0U);
+}
+
+TEST(PodCacheTest, ALossIsPerAddressAndPerPod) {
+  PodCache cache("node-1");
+  ASSERT_TRUE(cache.apply(EventType::Added, deleting(pod("a", "old", {"10.0.0.1", "fd00::1"})))
+                  .has_value());
+  ASSERT_TRUE(cache.apply(EventType::Added, pod("b", "new", {"10.0.0.1"})).has_value());
+  EXPECT_THAT(lostAt(cache, "10.0.0.1"), ElementsAre("a/old/old-uid"));
+  EXPECT_THAT(lostAt(cache, "fd00::1"), IsEmpty());
+  // The old pod moves off the address: what it lost there is forgotten.
+  ASSERT_TRUE(cache.apply(EventType::Modified, deleting(pod("a", "old", {"fd00::1"}))).has_value());
+  EXPECT_THAT(lostAt(cache, "10.0.0.1"), IsEmpty());
+  EXPECT_EQ(cache.lossesForTest(), 0U);
+}
+
+TEST(PodCacheTest, APodCreatedAgainUnderTheNameInheritsNoLoss) {
+  PodCache cache("node-1");
+  ASSERT_TRUE(cache.apply(EventType::Added, deleting(pod("a", "web-0", {"10.0.0.1"}))).has_value());
+  ASSERT_TRUE(cache.apply(EventType::Added, pod("b", "new", {"10.0.0.1"})).has_value());
+  EXPECT_THAT(lostAt(cache, "10.0.0.1"), ElementsAre("a/web-0/web-0-uid"));
+  // The StatefulSet's pod comes back with another uid (the old object was deleted in between,
+  // as the API server requires); the other claimant has gone.
+  json again = pod("a", "web-0", {"10.0.0.1"});
+  again["metadata"]["uid"] = "web-0-uid-2";
+  ASSERT_TRUE(cache.apply(EventType::Deleted, pod("a", "web-0", {"10.0.0.1"})).has_value());
+  ASSERT_TRUE(cache.apply(EventType::Deleted, pod("b", "new", {"10.0.0.1"})).has_value());
+  ASSERT_TRUE(cache.apply(EventType::Added, deleting(again)).has_value());
+  EXPECT_THAT(lostAt(cache, "10.0.0.1"), IsEmpty());
+}
+
+TEST(PodCacheTest, RememberedLossesAreBoundedByThePodsHeld) {
+  PodCache cache("node-1");
+  // Churn on one address: each deleting pod loses it to the next, then leaves.
+  for (int i = 0; i < 200; ++i) {
+    const std::string name = "p" + std::to_string(i);
+    ASSERT_TRUE(cache.apply(EventType::Added, pod("a", name, {"10.0.0.1"})).has_value());
+    if (i > 0) {
+      const std::string prev = "p" + std::to_string(i - 1);
+      ASSERT_TRUE(
+          cache.apply(EventType::Modified, deleting(pod("a", prev, {"10.0.0.1"}))).has_value());
+      ASSERT_TRUE(cache.apply(EventType::Deleted, pod("a", prev, {"10.0.0.1"})).has_value());
+    }
+    EXPECT_LE(cache.lossesForTest(), cache.size());
+  }
+  EXPECT_EQ(cache.lossesForTest(), 0U);
+  EXPECT_EQ(cache.size(), 1U);
 }
 
 json assignedIdentity(const std::string& name, const std::string& pod_ns,

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include <fmt/format.h>
+
 #include "kube/query.h"
 
 namespace nmi::kube {
@@ -133,15 +135,54 @@ std::string Reflector::resourceVersion() const {
   return rv_copy_;
 }
 
-std::chrono::milliseconds Reflector::staleness() const {
-  const MonotonicTime now = clock_.monotonicNow();
-  const std::lock_guard lock(mu_);
-  if (connected_) {
-    return std::chrono::milliseconds{0};
+std::string staleReason(const FreshnessInput& input) {
+  if (!input.synced) {
+    return {};
   }
-  const MonotonicTime since = contacted_ ? last_contact_ : created_at_;
-  return std::max(std::chrono::milliseconds{0},
-                  std::chrono::duration_cast<std::chrono::milliseconds>(now - since));
+  const auto seconds = [](std::chrono::milliseconds ms) {
+    return fmt::format("{:.1f} s", std::chrono::duration<double>(ms).count());
+  };
+  const std::string heard =
+      "last heard from the API server " + seconds(input.since_contact) + " ago";
+  if (input.failures > 0) {
+    return fmt::format("in backoff after {} failed attempt{} ({}); {}", input.failures,
+                       input.failures == 1 ? "" : "s",
+                       input.last_error.empty() ? "no error text" : input.last_error, heard);
+  }
+  if (input.relisting) {
+    return "listing again (the watch's history is gone); " + heard;
+  }
+  if (input.since_contact > input.limit) {
+    return fmt::format("no word from the API server for {} (limit {})",
+                       seconds(input.since_contact), seconds(input.limit));
+  }
+  return {};
+}
+
+Freshness Reflector::freshness() const {
+  const MonotonicTime now = clock_.monotonicNow();
+  FreshnessInput input;
+  {
+    const std::lock_guard lock(mu_);
+    input.synced = synced_;
+    input.relisting = relisting_;
+    input.failures = failures_;
+    input.last_error = last_error_;
+    const MonotonicTime since = contacted_ ? last_contact_ : created_at_;
+    input.since_contact =
+        std::max(std::chrono::milliseconds{0},
+                 std::chrono::duration_cast<std::chrono::milliseconds>(now - since));
+  }
+  input.limit = options_.watch_timeouts.silence + options_.watch_timeouts.head;
+  Freshness out;
+  out.reason = staleReason(input);
+  out.stale = !out.reason.empty();
+  out.staleness = out.stale ? input.since_contact : std::chrono::milliseconds{0};
+  return out;
+}
+
+std::chrono::milliseconds Reflector::staleness() const {
+  return freshness().staleness;
 }
 
 void Reflector::touch() {
@@ -156,8 +197,14 @@ void Reflector::setConnected(bool connected) {
   connected_ = connected;
   if (connected) {
     ++stats_.watches;
+    failures_ = 0;
     last_error_.clear();
   }
+}
+
+void Reflector::setRelisting(bool relisting) {
+  const std::lock_guard lock(mu_);
+  relisting_ = relisting && synced_;  // the first list is "not synced", not "stale"
 }
 
 void Reflector::count(std::uint64_t ReflectorStats::*counter) {
@@ -176,6 +223,7 @@ void Reflector::recordFailure(std::string_view operation, const ApiError& error,
   {
     const std::lock_guard lock(mu_);
     ++stats_.failures;
+    failures_ = failures;
     previous = std::exchange(last_error_, error.error.message);
   }
   if (hooks_.failed) {
@@ -315,7 +363,9 @@ Task<void> Reflector::run(CancellationSignal& stop) {
     std::string_view operation = "list";
     if (need_list) {
       const MonotonicTime started = clock_.monotonicNow();
+      setRelisting(true);
       ListOutcome listed = co_await listAll(list_rv, stop);
+      setRelisting(false);
       if (listed.error) {
         failure = std::move(listed.error);
         if (failure->gone) {
@@ -331,6 +381,7 @@ Task<void> Reflector::run(CancellationSignal& stop) {
           first = !synced_;
           synced_ = true;
           ++stats_.lists;
+          failures_ = 0;
           last_error_.clear();
           rv_copy_ = rv_;
         }

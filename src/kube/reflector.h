@@ -63,6 +63,31 @@ struct ReflectorStats {
   std::uint64_t gone = 0;         // 410s (HTTP or ERROR events)
 };
 
+// What decides whether a cache that has synced may be behind the API server.
+struct FreshnessInput {
+  bool synced = false;     // the first list has completed
+  bool relisting = false;  // a later list is running (the watch's history was lost)
+  int failures = 0;        // failed lists and watches since one last worked
+  std::chrono::milliseconds since_contact{0};  // since the API server was last heard from
+  // A healthy reflector hears from the API server at least this often: a watch's silence limit
+  // (the watch is then re-opened) plus the head deadline of the re-opening.
+  std::chrono::milliseconds limit{0};
+  std::string last_error;
+};
+
+// Pure. Why the cache may be behind the API server ("" when it is current): the reflector is in
+// backoff after a failed list or watch, it is listing again, or nothing came from the API server
+// for longer than `limit` (a watch silent past its limit whose re-opening hangs). A quiet watch
+// that is re-opened after its silence limit is current: it resumes where it stopped. A cache not
+// synced yet is not "stale" (readiness waits for it instead).
+std::string staleReason(const FreshnessInput& input);
+
+struct Freshness {
+  bool stale = false;
+  std::string reason;                      // staleReason(); "" when current
+  std::chrono::milliseconds staleness{0};  // since the API server was last heard from; 0 if current
+};
+
 // Keeps one ObjectStore current: list → replace the store → watch from the list's
 // resourceVersion (bookmarks on) → when the watch ends normally, watch again from the last
 // version seen → on 410 Gone (HTTP, or an ERROR event with code 410) list again → on errors wait
@@ -87,8 +112,10 @@ class Reflector {
   bool connected() const;
   // The last failure's message; "" once a list or watch has succeeded since.
   std::string lastError() const;
-  // 0 while a watch is open; otherwise the time since the API server was last heard from (since
-  // construction if never).
+  // Whether the cache may be behind the API server now (staleReason), and since when the API
+  // server was last heard from (since construction if never).
+  Freshness freshness() const;
+  // freshness().staleness: 0 while the cache is current.
   std::chrono::milliseconds staleness() const;
   ReflectorStats stats() const;
   std::string resourceVersion() const;
@@ -111,6 +138,7 @@ class Reflector {
   void recordFailure(std::string_view operation, const ApiError& error, int failures);
   void touch();
   void setConnected(bool connected);
+  void setRelisting(bool relisting);
   void changed();
   void count(std::uint64_t ReflectorStats::*counter);
 
@@ -132,6 +160,8 @@ class Reflector {
   bool connected_ = false;
   MonotonicTime last_contact_{};
   bool contacted_ = false;
+  bool relisting_ = false;
+  int failures_ = 0;  // failed lists and watches since one last worked
   std::string last_error_;
   std::string rv_copy_;
   ReflectorStats stats_;

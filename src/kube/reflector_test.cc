@@ -312,6 +312,77 @@ TEST_F(ReflectorTest, ForbiddenIsReportedAndNotSynced) {
               HasSubstr("list pods: HTTP 403 Forbidden: pods is forbidden"));
 }
 
+TEST(StaleReasonTest, WhatMakesASyncedCacheStale) {
+  FreshnessInput healthy;
+  healthy.synced = true;
+  healthy.since_contact = 95s;  // a quiet watch about to be re-opened
+  healthy.limit = 100s;
+  EXPECT_EQ(staleReason(healthy), "");
+
+  FreshnessInput not_synced = healthy;
+  not_synced.synced = false;
+  not_synced.failures = 3;
+  not_synced.since_contact = 1h;
+  EXPECT_EQ(staleReason(not_synced), "") << "readiness waits for the first list instead";
+
+  FreshnessInput backoff = healthy;
+  backoff.failures = 2;
+  backoff.since_contact = 2500ms;
+  backoff.last_error = "watch pods: connection refused";
+  EXPECT_EQ(staleReason(backoff),
+            "in backoff after 2 failed attempts (watch pods: connection refused); last heard "
+            "from the API server 2.5 s ago");
+
+  FreshnessInput relisting = healthy;
+  relisting.relisting = true;
+  relisting.since_contact = 10ms;
+  EXPECT_EQ(staleReason(relisting),
+            "listing again (the watch's history is gone); last heard from the API server 0.0 s "
+            "ago");
+
+  FreshnessInput silent = healthy;
+  silent.since_contact = 100001ms;
+  EXPECT_EQ(staleReason(silent), "no word from the API server for 100.0 s (limit 100.0 s)");
+  silent.since_contact = 100s;
+  EXPECT_EQ(staleReason(silent), "");
+}
+
+TEST_F(ReflectorTest, FreshnessFollowsFailuresRelistsAndSilence) {
+  const std::string path(kPods);
+  transport_.addGet(path, testing::okJson(testing::listBody("5", {})));
+  FakeApiTransport::WatchScript gone;
+  gone.lines = {testing::errorEventLine(410, "Expired", "too old resource version")};
+  transport_.addWatch(path, gone);
+  Freshness during_relist;
+  auto reflector = make(podOptions(), pods_);
+  transport_.addGet(path, testing::okJson(testing::listBody("9", {})),
+                    [&] { during_relist = reflector->freshness(); });
+  FakeApiTransport::WatchScript refused;
+  refused.open = false;
+  refused.end = makeError(ErrorCode::Unavailable, "refused");
+  transport_.addWatch(path, refused);
+  Freshness in_backoff;
+  Freshness open;
+  FakeApiTransport::WatchScript observe;
+  observe.before = [&] {
+    in_backoff = reflector->freshness();
+    clock_.advance(1000ms);  // a healthy watch: it stays open a while
+  };
+  observe.lines = {testing::bookmarkLine("10")};
+  transport_.addWatch(path, observe);
+  transport_.onExhausted([&] {
+    open = reflector->freshness();
+    stop_.cancel();
+  });
+  run(*reflector);
+  EXPECT_TRUE(during_relist.stale);
+  EXPECT_THAT(during_relist.reason, HasSubstr("listing again"));
+  EXPECT_TRUE(in_backoff.stale);
+  EXPECT_THAT(in_backoff.reason, HasSubstr("in backoff after 1 failed attempt (watch pods: "));
+  EXPECT_FALSE(open.stale) << open.reason;
+  EXPECT_EQ(open.staleness, 0ms);
+}
+
 TEST_F(ReflectorTest, StalenessIsZeroWhileWatchingAndGrowsAfter) {
   const std::string path(kPods);
   transport_.addGet(path, testing::okJson(testing::listBody("5", {})));

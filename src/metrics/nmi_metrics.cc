@@ -123,6 +123,11 @@ NmiMetrics::NmiMetrics()
                            .Help("Seconds since the identity data was last known current")
                            .Register(*registry_)
                            .Add({})),
+      source_stale(BuildGauge()
+                       .Name("nmi_identity_source_stale")
+                       .Help("1 while the identity cache of that resource may be behind the API "
+                             "server (watch in backoff, relisting, or silent past its limit)")
+                       .Register(*registry_)),
       source_reload_failures(BuildCounter()
                                  .Name("nmi_identity_source_reload_failures_total")
                                  .Help("Identity file reloads that failed (old data kept)")

@@ -72,8 +72,13 @@ class NmiMetrics {
   prometheus::Family<prometheus::Counter>& connections_rejected;
   // nmi_pod_cache_pods: pods this node's cache holds.
   prometheus::Gauge& pod_cache_pods;
-  // nmi_identity_source_staleness_seconds
+  // nmi_identity_source_staleness_seconds: 0 while every cache is current, else the time since
+  // the worst stale cache last heard from the API server.
   prometheus::Gauge& source_staleness;
+  // nmi_identity_source_stale{resource}: 1 while that cache may be behind the API server (its
+  // watch in backoff, listing again, or silent past its limit). resource: one of the fixed set of
+  // kinds nmi watches (pods, azureassignedidentities, ...).
+  prometheus::Family<prometheus::Gauge>& source_stale;
   // nmi_identity_source_reload_failures_total (identity file)
   prometheus::Counter& source_reload_failures;
   // nmi_iptables_reconcile_total{result="ok"|"repaired"|"error"}: checks of the interception

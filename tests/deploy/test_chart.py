@@ -424,6 +424,8 @@ def test_every_object_passes_server_side_dry_run(ns, tmp_path):
             "apiVersion": "v1", "fieldPath": "spec.nodeName"}}} in c["env"]
         assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {
             "apiVersion": "v1", "fieldPath": "metadata.namespace"}}} in c["env"]
+        assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {
+            "apiVersion": "v1", "fieldPath": "metadata.name"}}} in c["env"]
         assert c["args"][:2] == ["--node=$(NODE_NAME)", "--daemonset-name=nmi-" + name]
         role = by_kind(applied, "Role")
         assert role["rules"] == [{"apiGroups": ["apps"], "resources": ["daemonsets"],

@@ -1,9 +1,12 @@
-"""Uninstall without leftovers and without a fail-open window (issue 6 item 3), against the real
-API server: nmi runs with the chart's arguments and a token of the chart's ServiceAccount, with
-interception on, in a network namespace this file creates (nmi-cb-<pid>-node), so its iptables
-rules really exist there. On SIGTERM the rules go away only when the DaemonSet is gone or being
-deleted; on a plain SIGTERM (restart, upgrade, drain) they stay, also when the API server cannot
-be asked.
+"""Uninstall without leftovers and without a fail-open window (issue 6 item 3, issue 10 seam 3),
+against the real API server: nmi runs with the chart's arguments and environment (POD_NAMESPACE,
+POD_NAME of a pod object this file creates on nmi's node, controlled by the DaemonSet) and a token
+of the chart's ServiceAccount, with interception on, in a network namespace this file creates
+(nmi-cb-<pid>-node), so its iptables rules really exist there. On SIGTERM the rules go away only
+when nmi saw its DaemonSet exist and then saw it gone or being deleted; on a plain SIGTERM
+(restart, upgrade, drain) they stay, also when the API server cannot be asked, and so they do when
+nmi never saw its DaemonSet (a misspelt --daemonset-name, a DaemonSet in another namespace), which
+/readyz and the log say.
 
 The API server listens on the root namespace's loopback; nmi reaches it through a TCP forwarder
 whose listening socket lives in the test namespace (no interface or firewall change in the root
@@ -169,9 +172,12 @@ class UninstallNmi(harness.Nmi):
     """nmi with the DaemonSet's arguments, in the namespace, with interception on (the default
     metadata address 169.254.169.254), its API server reached through the forwarder."""
 
-    def __init__(self, netns, node, chart_args, kubeconfig, pod_namespace, workdir):
-        super().__init__(None, [], FILE_INDEX, netns=netns, node=node,
-                         env={"POD_NAMESPACE": pod_namespace})
+    def __init__(self, netns, node, chart_args, kubeconfig, pod_namespace, workdir,
+                 pod_name=None):
+        env = {"POD_NAMESPACE": pod_namespace}
+        if pod_name:
+            env["POD_NAME"] = pod_name
+        super().__init__(None, [], FILE_INDEX, netns=netns, node=node, env=env)
         self.chart_args = [a.replace("$(NODE_NAME)", node) for a in chart_args]
         self.kubeconfig = kubeconfig
         self.workdir = workdir
@@ -221,14 +227,30 @@ class Setup:
             f.write(text)
         self.kubeconfig = kubeconfig
         self.node = "uninstall-node-" + uuid.uuid4().hex[:6]
+        # nmi's own pod, as the DaemonSet controller would create it on the node (there is no
+        # controller manager here): the chart passes its name as POD_NAME.
+        self.ds_uid = ds["metadata"]["uid"]
+        self.pod_name = self.release + "-" + uuid.uuid4().hex[:5]
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": self.pod_name, "namespace": ns,
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                                                 "name": self.release, "uid": self.ds_uid,
+                                                 "controller": True}]},
+               "spec": {"nodeName": self.node, "hostNetwork": True,
+                        "containers": [{"name": "nmi", "image": "nmi"}]}}
+        kubectl("create", "-f", "-", stdin=json.dumps(pod))
 
-    def nmi(self):
-        n = UninstallNmi(self.netns, self.node, self.args, self.kubeconfig, self.ns, self.work)
+    def nmi(self, args=None, pod_namespace=None, pod_name=True):
+        n = UninstallNmi(self.netns, self.node, args or self.args, self.kubeconfig,
+                         pod_namespace or self.ns, self.work,
+                         self.pod_name if pod_name else None)
         return n.start(ready_timeout=30.0)
 
     def close(self):
         if self.installed:
             helm("uninstall", self.release, "-n", self.ns, check=False)
+        kubectl("delete", "pod", self.pod_name, "-n", self.ns, "--grace-period=0", "--force",
+                "--wait=false", check=False)
         shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -253,7 +275,11 @@ def test_plain_sigterm_keeps_the_rules(ns, netns, forwarder):
     n = None
     try:
         n = s.nmi()
-        assert n.wait_for_log(r"daemonset %s/%s present" % (ns, s.release), timeout=10), n.log()
+        assert n.wait_for_log(r"daemonset %s/%s present \(uid %s\)" % (ns, s.release, s.ds_uid),
+                              timeout=10), n.log()
+        assert "uninstall detection:" not in n.log()
+        r = n.probe("/readyz")
+        assert r.status == 200 and "warning" not in r.text(), r.text()
         before = rules(netns, n.port)
         assert any(GUARD_CHAIN in r for r in before), before
         rc, took = stop_timed(n)
@@ -315,7 +341,7 @@ def test_daemonset_being_deleted_removes_the_rules(ns, netns, forwarder):
         s.close()
 
 
-@pytest.mark.parametrize("how", ["helm", "kubectl"])
+@pytest.mark.parametrize("how", ["helm", "kubectl", "helm-without-pod-name"])
 def test_uninstall_removes_the_rules_although_the_service_account_is_gone(ns, netns, forwarder,
                                                                           how):
     """helm uninstall, or kubectl delete -f of the plain manifests (Background propagation): the
@@ -327,9 +353,11 @@ def test_uninstall_removes_the_rules_although_the_service_account_is_gone(ns, ne
     s = Setup(ns, netns, forwarder)
     n = None
     try:
-        n = s.nmi()
+        # Without POD_NAME (manifests of an older chart) nmi's DaemonSet is the first one of the
+        # name it sees.
+        n = s.nmi(pod_name=how != "helm-without-pod-name")
         assert rules(netns, n.port)
-        if how == "helm":
+        if how.startswith("helm"):
             helm("uninstall", s.release, "-n", ns)
         else:
             manifest = helm("get", "manifest", s.release, "-n", ns).stdout
@@ -348,10 +376,96 @@ def test_uninstall_removes_the_rules_although_the_service_account_is_gone(ns, ne
         log = n.log()
         assert rc == 0, log[-3000:]
         assert re.search(r"cannot read daemonset .* HTTP 40[13]", log), log
-        assert "last watched: gone" in log and "removing the iptables rules" in log, log
+        assert "last watched: gone (uid %s, seen present since nmi started: an uninstall): " \
+               "removing the iptables rules" % s.ds_uid in log, log
         assert rules(netns) == []
         harness_report("uninstall_%s_exit_seconds" % how, took)
         assert s.token not in log
+    finally:
+        if n is not None:
+            n.stop(check=False)
+        s.close()
+
+
+def assert_kept_on_exit(n, netns, before, *reasons):
+    rc, took = stop_timed(n)
+    log = n.log()
+    assert rc == 0, log[-3000:]
+    for reason in reasons:
+        assert reason in log, (reason, log[-3000:])
+    assert "keeping the iptables rules" in log and "uninstall:" not in log, log[-3000:]
+    assert rules(netns) == before
+    return took
+
+
+@pytest.mark.parametrize("pod_name", [False, True], ids=["fallback", "pod-name"])
+def test_misspelt_daemonset_name_keeps_the_rules(ns, netns, forwarder, pod_name):
+    """Issue 10, seam 3: --daemonset-name names no DaemonSet (a typo). nmi says so loudly (log at
+    warn, /readyz detail, still ready) and, on SIGTERM, keeps its rules although the API server
+    answers 404 for that name. With POD_NAME, nmi's pod names the DaemonSet it belongs to, and
+    the message says which one that is."""
+    s = Setup(ns, netns, forwarder)
+    n = None
+    try:
+        typo = s.release + "-typo"
+        kubectl("create", "role", typo, "-n", ns, "--verb=get,list,watch",
+                "--resource=daemonsets.apps", "--resource-name=" + typo)
+        kubectl("create", "rolebinding", typo, "-n", ns, "--role=" + typo,
+                "--serviceaccount=%s:%s" % (ns, s.release))
+        args = ["--daemonset-name=" + typo if a.startswith("--daemonset-name=") else a
+                for a in s.args]
+        n = s.nmi(args=args, pod_name=pod_name)
+        if pod_name:
+            problem = "nmi's pod is controlled by DaemonSet %s, not daemonset %s/%s" % (
+                s.release, ns, typo)
+        else:
+            problem = "daemonset %s/%s not found (never seen since nmi started)" % (ns, typo)
+        assert n.wait_for_log(r"warn.*uninstall detection: " + re.escape(problem), timeout=10), \
+            n.log()[-3000:]
+        r = n.probe("/readyz")
+        assert r.status == 200, r.text()
+        assert "warning: uninstall: " + problem in r.text(), r.text()
+        p = kubectl("get", "daemonset", typo, "-n", ns, check=False)
+        assert p.returncode != 0 and "NotFound" in p.stderr
+        before = rules(netns, n.port)
+        assert_kept_on_exit(n, netns, before, problem if pod_name else "never seen present")
+    finally:
+        if n is not None:
+            n.stop(check=False)
+        s.close()
+
+
+def test_daemonset_in_another_namespace_keeps_the_rules(ns, netns, forwarder):
+    """Issue 10, seam 3: POD_NAMESPACE names another namespace, where nmi may read DaemonSets but
+    there is no DaemonSet of its name. The 404 there is not an uninstall: the rules stay, and
+    /readyz says why. With the chart's RBAC only (no access to that namespace) the same."""
+    s = Setup(ns, netns, forwarder)
+    n = None
+    other = None
+    try:
+        other = "uninst-other-" + uuid.uuid4().hex[:6]
+        subprocess.run([chart.TESTENV, "ns", other], check=True, env=chart.ENV,
+                       capture_output=True)
+        n = s.nmi(pod_namespace=other, pod_name=False)
+        problem = "daemonset %s/%s cannot be read" % (other, s.release)
+        assert n.wait_for_log(r"uninstall detection: " + re.escape(problem), timeout=10), \
+            n.log()[-3000:]
+        assert "HTTP 403" in n.probe("/readyz").text()
+        before = rules(netns, n.port)
+        assert_kept_on_exit(n, netns, before, "state unknown")
+
+        # Readable there (an operator granted it): the name is simply not found.
+        kubectl("create", "role", "nmi-read", "-n", other, "--verb=get,list,watch",
+                "--resource=daemonsets.apps")
+        kubectl("create", "rolebinding", "nmi-read", "-n", other, "--role=nmi-read",
+                "--serviceaccount=%s:%s" % (ns, s.release))
+        n = s.nmi(pod_namespace=other, pod_name=False)
+        problem = "daemonset %s/%s not found (never seen since nmi started)" % (other, s.release)
+        assert n.wait_for_log(r"uninstall detection: " + re.escape(problem), timeout=10), \
+            n.log()[-3000:]
+        assert "warning: uninstall: " + problem in n.probe("/readyz").text()
+        before = rules(netns, n.port)
+        assert_kept_on_exit(n, netns, before, "never seen present", "the API server says gone")
     finally:
         if n is not None:
             n.stop(check=False)

@@ -602,12 +602,24 @@ def test_blackhole_keeps_serving_and_converges(api, emulator, netns, workdir):
                        binding_obj(ns, "bind-switch", "id-e", "sel-switch"), "Assigned")
             crd(api, ns, "azurepodidentityexceptions", exception_obj(ns, "exc", {"app": "bypass"}))
 
-            # nmi notices the silence, stays ready and serves what it knows.
+            # nmi notices the silence, stays ready and serves what it knows; /readyz and the
+            # metrics say that its caches are stale (issue 10, seam 4).
             assert n.wait_for_log(r"watch \w+: no data for %d ms" % (SILENCE_SEC * 1000), offset,
                                   timeout=SILENCE_SEC + 10), n.log_since(offset)
             wait_for(lambda: (n.metric_value("nmi_identity_source_staleness_seconds") or 0)
                      >= SILENCE_SEC + 1, timeout=15, what="staleness to grow")
-            assert n.probe("/readyz").status == 200
+            wait_for(lambda: n.metric_value("nmi_identity_source_stale", resource="pods") == 1.0,
+                     timeout=15, what="the pods cache to show as stale")
+            stale_seen = time.monotonic() - cut
+            assert n.metric_value("nmi_identity_source_stale") >= 1.0
+            r = n.probe("/readyz")
+            assert r.status == 200, r.text()
+            assert r.text().startswith("ok\n"), r.text()
+            assert re.search(r"^warning: stale: (.*; )?pods: (in backoff after \d+ failed "
+                             r"attempts? \(.+\); last heard from the API server [\d.]+ s ago|"
+                             r"no word from the API server for )", r.text(), re.M), r.text()
+            print("\nblack hole: caches shown stale %.1f s after the cut (silence timeout %d s); "
+                  "/readyz: %r" % (stale_seen, SILENCE_SEC, r.text()))
             assert_gets(n, pods["keep"][1], ua_client_id("a"))
             assert_gets(n, pods["switch"][1], ua_client_id("c"))  # the change is not seen yet
             assert_gets(n, pods["gone"][1], ua_client_id("b"))
@@ -637,9 +649,12 @@ def test_blackhole_keeps_serving_and_converges(api, emulator, netns, workdir):
                                   POD_NOT_FOUND)
         assert_gets(n, pods["keep"][1], ua_client_id("a"))
         assert_refused(n, pods["switch"][1], client_id=ua_client_id("c"))
-        # (A quiet watch is re-opened every SILENCE_SEC here, so staleness is 0 only mostly.)
         wait_for(lambda: n.metric_value("nmi_identity_source_staleness_seconds") == 0,
                  what="staleness back to 0")
+        wait_for(lambda: n.metric_value("nmi_identity_source_stale") == 0.0,
+                 what="every cache current again")
+        r = n.probe("/readyz")
+        assert r.status == 200 and "stale" not in r.text(), r.text()
         assert n.metric_value("aadpodidentity_kubernetes_api_operations_errors_count",
                               operation_type="watch") >= 1
     finally:

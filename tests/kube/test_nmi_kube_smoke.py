@@ -173,9 +173,13 @@ def create_pod(api, ns, name, node, ip, selector):
                 content_type="application/merge-patch+json")
 
 
-def delete_pod(api, ns, name):
-    api.request("DELETE", "/api/v1/namespaces/%s/pods/%s" % (ns, name),
-                {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0})
+def delete_pod(api, ns, name, grace=0):
+    """Deletes a pod. With a grace period the API server only sets deletionTimestamp (now + grace)
+    and deletionGracePeriodSeconds: there is no kubelet here to finish the deletion, so the pod
+    stays, Running and being deleted. Returns the API server's answer (the pod, or a Status)."""
+    return api.request("DELETE", "/api/v1/namespaces/%s/pods/%s" % (ns, name),
+                       {"apiVersion": "v1", "kind": "DeleteOptions",
+                        "gracePeriodSeconds": grace})[1]
 
 
 def identity_obj(ns, name, client_id, type=0, secret=None, ad_endpoint=""):
@@ -355,6 +359,88 @@ def test_assigned_to_200_latency_and_ip_reuse(api, ns, emulator):
         n.stop()
 
 
+def rfc3339_epoch(text):
+    """A Kubernetes timestamp ("2026-01-02T03:04:05Z") as Unix seconds."""
+    import calendar
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_deleting_pod_grace_window_and_claimed_address(api, ns, emulator):
+    """Issue 10, seam 4: a pod being deleted is served only inside its deletion grace window
+    (deletionTimestamp, less nmi's 1 s clock allowance), and never again once another pod has
+    claimed its address, even after that pod is gone."""
+    node = "smoke-node-" + uuid.uuid4().hex[:8]
+    identity_a = identity_obj(ns, "id-a", ua_client_id("a"))
+    binding_a = binding_obj(ns, "bind-a", "id-a", "sel-a")
+    ip_short, ip_long = ips.next(), ips.next()
+    create_pod(api, ns, "pod-short", node, ip_short, "sel-a")
+    create_assignment(api, ns, "pod-short", node, identity_a, binding_a, "Assigned")
+    create_pod(api, ns, "pod-long", node, ip_long, "sel-a")
+    create_aai(api, ns, "pod-long", node, identity_a, binding_a, "Assigned")
+    sentinels = [0]
+
+    def seen_by_nmi(pods_before):
+        """Creates a pod after the change just made and waits until nmi holds it: the pods watch
+        delivers events in order, so nmi has then applied the change too."""
+        sentinels[0] += 1
+        create_pod(api, ns, "sentinel-%d" % sentinels[0], node, ips.next(), "none")
+        wait_for(lambda: n.metric_value("nmi_pod_cache_pods") == pods_before + 1,
+                 what="nmi to see the change")
+        return pods_before + 1
+
+    n = start_nmi(emulator, node, ["--kubeconfig", api.kubeconfig])
+    try:
+        pods = n.metric_value("nmi_pod_cache_pods")
+        assert pods == 2.0
+        assert client_id_of(n.token(ip_short, resource=RESOURCE)) == ua_client_id("a")
+
+        # 1. Deleted with a grace period of 6 s, nobody else at its address: served inside the
+        #    window, refused after it.
+        grace = 6
+        deleted = delete_pod(api, ns, "pod-short", grace=grace)
+        deadline = rfc3339_epoch(deleted["metadata"]["deletionTimestamp"])
+        pods = seen_by_nmi(pods)
+        assert time.time() < deadline - 2, "the API server and nmi were too slow for this test"
+        r = n.token(ip_short, resource=RESOURCE)
+        assert client_id_of(r) == ua_client_id("a"), r
+        served_at = time.time()
+        # The window ends 1 s before deletionTimestamp (the clock allowance).
+        time.sleep(max(0.0, deadline - 1.0 - time.time()) + 0.05)
+        r = n.token(ip_short, resource=RESOURCE)
+        harness.assert_json_error(r, 500, "No pod on this node has the request's source address")
+        assert re.search(r"no pod with ip %s may be served: %s/pod-short \(being deleted; its "
+                         r"grace period ended at " % (re.escape(ip_short), ns), n.log()), \
+            n.log()[-3000:]
+        print("\ndeleting pod: served %.2f s before its deletionTimestamp, refused from %.2f s "
+              "before it" % (deadline - served_at, deadline - (time.time() - r.elapsed)))
+
+        # 2. Deleted with a long grace period: served while alone at its address ...
+        deleted = delete_pod(api, ns, "pod-long", grace=300)
+        assert deleted["metadata"]["deletionTimestamp"]
+        pods = seen_by_nmi(pods)
+        assert client_id_of(n.token(ip_long, resource=RESOURCE)) == ua_client_id("a")
+        # ... until another pod's status shows the address (a new pod the CNI gave it to).
+        create_pod(api, ns, "pod-b", node, ip_long, "sel-b")
+        create_assignment(api, ns, "pod-b", node, identity_obj(ns, "id-b", ua_client_id("b")),
+                          binding_obj(ns, "bind-b", "id-b", "sel-b"), "Assigned")
+        wait_for(lambda: n.metric_value("nmi_pod_cache_pods") == pods + 1, what="pod-b")
+        pods += 1
+        assert client_id_of(n.token(ip_long, resource=RESOURCE)) == ua_client_id("b")
+        # The new pod goes away again: the old one does not get its address back, although its
+        # grace window is still open.
+        delete_pod(api, ns, "pod-b")
+        wait_for(lambda: n.metric_value("nmi_pod_cache_pods") == pods - 1, what="pod-b's deletion")
+        r = n.token(ip_long, resource=RESOURCE)
+        harness.assert_json_error(r, 500, "No pod on this node has the request's source address")
+        assert re.search(r"%s/pod-long \(being deleted; another pod has claimed the address\)"
+                         % ns, n.log()), n.log()[-3000:]
+        api_pod = api.request("GET", "/api/v1/namespaces/%s/pods/pod-long" % ns)[1]
+        assert api_pod["status"]["phase"] == "Running"
+        assert rfc3339_epoch(api_pod["metadata"]["deletionTimestamp"]) > time.time() + 200
+    finally:
+        n.stop()
+
+
 def test_rbac_of_the_original_is_enough_in_cluster(api, ns, emulator):
     """nmi in-cluster with a TokenRequest token of a ServiceAccount bound to exactly the verbs of
     aad-pod-identity's NMI ClusterRole: it syncs (no forbidden answer) and serves, including a
@@ -462,8 +548,12 @@ def test_missing_rbac_is_named_in_readyz(api, ns, emulator):
                 r = n.probe("/readyz", timeout=1.0)
             except (OSError, harness.ConnectionClosed):
                 return None
-            return r if r.status == 503 and "403" in r.text() else None
-        wait_for(lambda: reason() is not None, timeout=15, what="a 403 in /readyz")
+            # The refused lists can be reported before the (allowed) pods list has completed on
+            # a loaded machine: wait until it has.
+            return (r if r.status == 503 and "403" in r.text()
+                    and "pods" not in r.text().split(";")[0] else None)
+        wait_for(lambda: reason() is not None, timeout=15,
+                 what="a 403 in /readyz, with the pods cache synced")
         text = reason().text()
         assert "azureidentitybindings" in text, text
         assert "is forbidden" in text, text
