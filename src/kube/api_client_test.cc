@@ -28,6 +28,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "kube/sleeper.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/run_sync.h"
 
@@ -353,6 +354,25 @@ TEST_F(ApiClientTest, AHugeAnnouncedLengthIsRefusedWithoutAllocatingIt) {
   auto answer = get(*t, "/api/v1/namespaces/a/secrets/b", 1000);
   ASSERT_FALSE(answer.has_value());
   EXPECT_EQ(answer.error().code, ErrorCode::ResourceExhausted);
+}
+
+// Seam 10 of issue 10: the reflectors pass their process-long stop signal to every request,
+// watch and backoff; each must take its callback back off the signal when it ends, or the signal
+// grows for as long as nmi runs.
+TEST_F(ApiClientTest, RequestsAndSleepsLeaveNothingOnALongLivedSignal) {
+  LoopbackApiServer server([](const Seen&) {
+    return std::vector<Piece>{{0ms, plain(200, "OK", R"({"kind":"Status"})")}};
+  });
+  auto t = transport(server);
+  CancellationSignal stop;
+  AsioSleeper sleeper;
+  for (int i = 0; i < 50; ++i) {
+    auto answer = nmi::testing::runSync(
+        io_, t->get("/api/v1/namespaces/a/secrets/b", 1 << 20, std::chrono::seconds(5), &stop));
+    ASSERT_TRUE(answer.has_value()) << answer.error().message;
+    EXPECT_TRUE(nmi::testing::runSync(io_, sleeper.sleepFor(0ms, &stop)));
+  }
+  EXPECT_EQ(stop.pending(), 0U);
 }
 
 TEST_F(ApiClientTest, TheServerCertificateIsVerified) {
