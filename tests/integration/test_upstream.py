@@ -7,6 +7,7 @@ audit line, and connection floods. Pods: 127.0.9.x.
 The upstream here is a raw socket server written for these tests (not tools/azure-emulator) so
 that every byte it sends is under the test's control; the hostile suites also run against the
 emulator's Windows mode (docs/testing.md)."""
+import concurrent.futures
 import json
 import re
 import socket
@@ -357,14 +358,18 @@ def test_metric_labels_stay_bounded_under_random_values(nmi, world):
     nmi.get("/whatever", META, source=world["ip"]["a"])
     baseline = nmi.metrics()
     base_series, base_bytes = series_count(baseline), len(baseline)
-    for i in range(300):
+    def hammer(_):
         junk = rng().hex
+        # (An unknown pod waits --pod-wait-timeout-ms for its pod: hence many at once.)
         nmi.get("/host/token/?resource=https://%s.example" % junk,
                 {"podns": "ns-" + junk, "podname": "p-" + junk})
         nmi.get(harness.token_target("https://%s.example" % junk), META, source=world["ip"]["a"])
         nmi.get("/%s/%s" % (junk, junk[:5]), META, source=world["ip"]["a"])
         nmi.get(harness.token_target("https://x", client_id=junk), META,
                 source=world["ip"]["c"])
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=24) as pool:
+        list(pool.map(hammer, range(300)))
     after = nmi.metrics()
     assert "ns-" not in after
     assert ".example" not in after
