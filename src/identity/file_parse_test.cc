@@ -178,6 +178,17 @@ TEST(ParseIdentityTextTest, YamlSyntaxErrorGivesLine) {
   EXPECT_NE(message.find("line"), std::string::npos) << message;
 }
 
+// Found by fuzz/identity_file_fuzz: yaml-cpp 0.7's LoadAll returned the same empty document
+// forever on these, allocating until the process ran out of memory.
+TEST(ParseIdentityTextTest, YamlThatYamlCppWouldRepeatForeverIsASyntaxError) {
+  for (const char* text :
+       {",", ",{\"kind&:\"PodLims\":[{\"kind1:\"Pod\"}]}...", "kind: Pod\n---\n,\n"}) {
+    const std::string message = parseError(text);
+    EXPECT_NE(message.find("YAML syntax error at line"), std::string::npos) << message;
+  }
+  EXPECT_EQ(parseOk("---\n---\nkind: Pod\n---\n...\n---\nkind: Secret\n").size(), 2U);
+}
+
 TEST(ParseIdentityTextTest, YamlNonObjectDocumentIsAnError) {
   const std::string message = parseError("kind: Pod\n---\n- a\n- b\n");
   EXPECT_NE(message.find("document 2"), std::string::npos) << message;
