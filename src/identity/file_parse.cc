@@ -20,7 +20,8 @@ using nlohmann::json;
 
 // Budget for the JSON built from a YAML file: aliases may repeat a node any number of times
 // ("billion laughs"), so the expansion is bounded by the text's size. Without aliases a document
-// has fewer nodes than bytes and no more scalar bytes than text, so these never trip on it.
+// has fewer nodes than bytes and no more scalar bytes (keys and values) than text, so these never
+// trip on it.
 struct YamlBudget {
   std::size_t nodes;
   std::size_t scalar_bytes;
@@ -346,8 +347,7 @@ class YamlConverter {
         const std::string& text = node.Scalar();
         bytes_ += text.size();
         if (bytes_ > budget_.scalar_bytes) {
-          return fail("YAML expands to more than " + std::to_string(budget_.scalar_bytes) +
-                      " bytes of scalars (aliases?)");
+          return fail(scalarBudgetExceeded());
         }
         const std::string& tag = node.Tag();
         if (tag == "!" || tag == "tag:yaml.org,2002:str") {
@@ -371,6 +371,11 @@ class YamlConverter {
           if (!entry.first.IsScalar()) {
             return fail("YAML mapping key is not a scalar" + lineSuffix(entry.first));
           }
+          // A key may be an alias too, repeated in every copy of its map.
+          bytes_ += entry.first.Scalar().size();
+          if (bytes_ > budget_.scalar_bytes) {
+            return fail(scalarBudgetExceeded());
+          }
           json value = visit(entry.second, depth + 1);
           if (error_) {
             return nullptr;
@@ -381,6 +386,11 @@ class YamlConverter {
       }
     }
     return nullptr;
+  }
+
+  std::string scalarBudgetExceeded() const {
+    return "YAML expands to more than " + std::to_string(budget_.scalar_bytes) +
+           " bytes of scalars (aliases?)";
   }
 
   json fail(std::string message) {

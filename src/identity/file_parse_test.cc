@@ -207,6 +207,24 @@ TEST(ParseIdentityTextTest, YamlAliasBombIsRefused) {
   EXPECT_NE(message.find("expands"), std::string::npos) << message;
 }
 
+// Found by fuzz/identity_file_fuzz: keys were not counted, so one long key repeated through an
+// alias in many small maps grew quadratically (1.7 KB of text became 61 KB of keys; 16 MB could
+// ask for terabytes).
+TEST(ParseIdentityTextTest, YamlAliasedKeysCountTowardsTheBudget) {
+  std::string text = "kind: List\nitems:\n- {&k \"" + std::string(1000, 'K') + "\": 0}\n";
+  for (int i = 0; i < 60; ++i) {
+    text += "- {*k : " + std::to_string(i) + "}\n";
+  }
+  const std::string message = parseError(text);
+  EXPECT_NE(message.find("bytes of scalars"), std::string::npos) << message;
+  // The same key written out in full each time is within budget.
+  std::string plain = "kind: List\nitems:\n";
+  for (int i = 0; i < 60; ++i) {
+    plain += "- {" + std::string(1000, 'K') + ": " + std::to_string(i) + "}\n";
+  }
+  EXPECT_EQ(parseOk(plain).size(), 60U);
+}
+
 TEST(ParseIdentityTextTest, DenseYamlWithoutAliasesFitsTheBudget) {
   std::string text = "kind: Pod\nx: [a";
   for (int i = 0; i < 100000; ++i) {
