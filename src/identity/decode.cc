@@ -225,7 +225,12 @@ std::optional<Error> checkObject(const json& object) {
 }
 
 // Parses and normalises an IP address ("10.0.0.1", "fd00::1"); nullopt when it is not one.
+// A zone ("fe80::1%eth0") is refused: the API server never reports one, Asio would silently drop
+// it from a global address and resolve it against this host's interfaces for a link-local one.
 std::optional<std::string> normaliseIp(const std::string& text) {
+  if (text.find('%') != std::string::npos) {
+    return std::nullopt;
+  }
   boost::system::error_code ec;
   const auto address = boost::asio::ip::make_address(text.c_str(), ec);
   if (ec) {

@@ -182,6 +182,18 @@ TEST(DecodePodTest, RejectsInvalidIp) {
       "status.podIPs[0].ip");
 }
 
+// Found by fuzz/identity_decode_fuzz: Asio accepts an IPv6 zone, dropping it from a global address
+// ("fd00::1%x" became "fd00::1") and naming this host's interface for a link-local one.
+TEST(DecodePodTest, RejectsIpWithZone) {
+  expectFieldError(decodePod(parse(R"({"metadata":{"name":"p"},"status":{"podIP":"fe80::1%lo"}})")),
+                   "status.podIP");
+  expectFieldError(
+      decodePod(parse(R"({"metadata":{"name":"p"},"status":{"podIPs":[{"ip":"fd00::1%x"}]}})")),
+      "status.podIPs[0].ip");
+  expectFieldError(decodePod(parse(R"({"metadata":{"name":"p"},"status":{"podIP":"fd00::1%"}})")),
+                   "status.podIP");
+}
+
 TEST(DecodePodTest, RejectsStringsLongerThanTheCap) {
   json pod = minimalPod();
   pod["metadata"]["uid"] = std::string(kMaxStringBytes, 'u');

@@ -6,8 +6,10 @@
 #include <exception>
 #include <limits>
 #include <optional>
+#include <sstream>
 #include <utility>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 namespace nmi::identity {
@@ -18,7 +20,8 @@ using nlohmann::json;
 
 // Budget for the JSON built from a YAML file: aliases may repeat a node any number of times
 // ("billion laughs"), so the expansion is bounded by the text's size. Without aliases a document
-// has fewer nodes than bytes and no more scalar bytes than text, so these never trip on it.
+// has fewer nodes than bytes and no more scalar bytes (keys and values) than text, so these never
+// trip on it.
 struct YamlBudget {
   std::size_t nodes;
   std::size_t scalar_bytes;
@@ -344,8 +347,7 @@ class YamlConverter {
         const std::string& text = node.Scalar();
         bytes_ += text.size();
         if (bytes_ > budget_.scalar_bytes) {
-          return fail("YAML expands to more than " + std::to_string(budget_.scalar_bytes) +
-                      " bytes of scalars (aliases?)");
+          return fail(scalarBudgetExceeded());
         }
         const std::string& tag = node.Tag();
         if (tag == "!" || tag == "tag:yaml.org,2002:str") {
@@ -369,6 +371,11 @@ class YamlConverter {
           if (!entry.first.IsScalar()) {
             return fail("YAML mapping key is not a scalar" + lineSuffix(entry.first));
           }
+          // A key may be an alias too, repeated in every copy of its map.
+          bytes_ += entry.first.Scalar().size();
+          if (bytes_ > budget_.scalar_bytes) {
+            return fail(scalarBudgetExceeded());
+          }
           json value = visit(entry.second, depth + 1);
           if (error_) {
             return nullptr;
@@ -379,6 +386,11 @@ class YamlConverter {
       }
     }
     return nullptr;
+  }
+
+  std::string scalarBudgetExceeded() const {
+    return "YAML expands to more than " + std::to_string(budget_.scalar_bytes) +
+           " bytes of scalars (aliases?)";
   }
 
   json fail(std::string message) {
@@ -394,10 +406,56 @@ class YamlConverter {
   std::optional<Error> error_;
 };
 
+// yaml-cpp 0.7 (Debian 12) has a parser that, on some malformed streams (one starting with a
+// comma, say), reports the same empty document again and again without consuming anything; its
+// LoadAll then allocates until the process runs out of memory (jbeder/yaml-cpp#1040; fixed
+// upstream by PR #1319, after the 0.8.0 release). This pass walks the documents with a handler
+// that builds nothing and refuses a document that starts where the previous one did. Throws what
+// the parser throws.
+// NOLINTBEGIN(readability-identifier-naming): yaml-cpp's EventHandler interface.
+class DocumentStarts final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { start = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& /*mark*/, YAML::anchor_t /*anchor*/) override {}
+  void OnAlias(const YAML::Mark& /*mark*/, YAML::anchor_t /*anchor*/) override {}
+  void OnScalar(const YAML::Mark& /*mark*/, const std::string& /*tag*/, YAML::anchor_t /*anchor*/,
+                const std::string& /*value*/) override {}
+  void OnSequenceStart(const YAML::Mark& /*mark*/, const std::string& /*tag*/,
+                       YAML::anchor_t /*anchor*/, YAML::EmitterStyle::value /*style*/) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& /*mark*/, const std::string& /*tag*/, YAML::anchor_t /*anchor*/,
+                  YAML::EmitterStyle::value /*style*/) override {}
+  void OnMapEnd() override {}
+
+  YAML::Mark start = YAML::Mark::null_mark();
+};
+// NOLINTEND(readability-identifier-naming)
+
+std::optional<Error> checkDocumentsAdvance(const std::string& text) {
+  std::istringstream stream(text);
+  YAML::Parser parser(stream);
+  DocumentStarts starts;
+  std::optional<int> previous;
+  while (parser.HandleNextDocument(starts)) {
+    if (previous && starts.start.pos <= *previous) {
+      return parseError("YAML syntax error at line " + std::to_string(starts.start.line + 1) +
+                        ", column " + std::to_string(starts.start.column + 1) +
+                        ": no document can start here");
+    }
+    previous = starts.start.pos;
+  }
+  return std::nullopt;
+}
+
 Result<std::vector<LocatedObject>> parseYaml(std::string_view text) {
   std::vector<YAML::Node> documents;
   try {
-    documents = YAML::LoadAll(std::string(text));
+    const std::string copy(text);
+    if (auto stuck = checkDocumentsAdvance(copy)) {
+      return std::move(*stuck);
+    }
+    documents = YAML::LoadAll(copy);
   } catch (const YAML::Exception& e) {
     return parseError("YAML syntax error at line " + std::to_string(e.mark.line + 1) + ", column " +
                       std::to_string(e.mark.column + 1) + ": " + e.msg);

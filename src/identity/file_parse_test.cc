@@ -178,6 +178,17 @@ TEST(ParseIdentityTextTest, YamlSyntaxErrorGivesLine) {
   EXPECT_NE(message.find("line"), std::string::npos) << message;
 }
 
+// Found by fuzz/identity_file_fuzz: yaml-cpp 0.7's LoadAll returned the same empty document
+// forever on these, allocating until the process ran out of memory.
+TEST(ParseIdentityTextTest, YamlThatYamlCppWouldRepeatForeverIsASyntaxError) {
+  for (const char* text :
+       {",", ",{\"kind&:\"PodLims\":[{\"kind1:\"Pod\"}]}...", "kind: Pod\n---\n,\n"}) {
+    const std::string message = parseError(text);
+    EXPECT_NE(message.find("YAML syntax error at line"), std::string::npos) << message;
+  }
+  EXPECT_EQ(parseOk("---\n---\nkind: Pod\n---\n...\n---\nkind: Secret\n").size(), 2U);
+}
+
 TEST(ParseIdentityTextTest, YamlNonObjectDocumentIsAnError) {
   const std::string message = parseError("kind: Pod\n---\n- a\n- b\n");
   EXPECT_NE(message.find("document 2"), std::string::npos) << message;
@@ -194,6 +205,24 @@ TEST(ParseIdentityTextTest, YamlAliasBombIsRefused) {
   }
   const std::string message = parseError(text);
   EXPECT_NE(message.find("expands"), std::string::npos) << message;
+}
+
+// Found by fuzz/identity_file_fuzz: keys were not counted, so one long key repeated through an
+// alias in many small maps grew quadratically (1.7 KB of text became 61 KB of keys; 16 MB could
+// ask for terabytes).
+TEST(ParseIdentityTextTest, YamlAliasedKeysCountTowardsTheBudget) {
+  std::string text = "kind: List\nitems:\n- {&k \"" + std::string(1000, 'K') + "\": 0}\n";
+  for (int i = 0; i < 60; ++i) {
+    text += "- {*k : " + std::to_string(i) + "}\n";
+  }
+  const std::string message = parseError(text);
+  EXPECT_NE(message.find("bytes of scalars"), std::string::npos) << message;
+  // The same key written out in full each time is within budget.
+  std::string plain = "kind: List\nitems:\n";
+  for (int i = 0; i < 60; ++i) {
+    plain += "- {" + std::string(1000, 'K') + ": " + std::to_string(i) + "}\n";
+  }
+  EXPECT_EQ(parseOk(plain).size(), 60U);
 }
 
 TEST(ParseIdentityTextTest, DenseYamlWithoutAliasesFitsTheBudget) {

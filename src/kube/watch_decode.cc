@@ -1,6 +1,6 @@
 #include "kube/watch_decode.h"
 
-#include <charconv>
+#include <algorithm>
 #include <utility>
 
 namespace nmi::kube {
@@ -176,12 +176,19 @@ std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value) {
   while (!value.empty() && value.back() == ' ') {
     value.remove_suffix(1);
   }
-  std::int64_t seconds = 0;
-  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
-  if (value.empty() || ec != std::errc{} || end != value.data() + value.size() || seconds < 0) {
+  if (value.empty()) {
     return std::nullopt;
   }
-  return std::chrono::seconds(std::min(seconds, kMaxRetryAfterSeconds));
+  // Digits only (no sign: "-0" is not delta-seconds), saturating at the cap so that a value too
+  // large for an integer is still "wait the longest".
+  std::int64_t seconds = 0;
+  for (const char c : value) {
+    if (c < '0' || c > '9') {
+      return std::nullopt;
+    }
+    seconds = std::min(seconds * 10 + (c - '0'), kMaxRetryAfterSeconds);
+  }
+  return std::chrono::seconds(seconds);
 }
 
 std::optional<ApiError> classifyStatus(unsigned status, std::string_view body,

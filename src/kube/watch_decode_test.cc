@@ -182,6 +182,17 @@ TEST(RetryAfterTest, ParsesDeltaSecondsOnly) {
   EXPECT_FALSE(parseRetryAfter("Wed, 21 Oct 2015 07:28:00 GMT").has_value());
 }
 
+// Found by fuzz/watch_decode_fuzz: a value too large for an integer was refused instead of
+// capped, and "-0" was read as delta-seconds.
+TEST(RetryAfterTest, CapsValuesTooLargeForAnIntegerAndRefusesSigns) {
+  EXPECT_EQ(parseRetryAfter("  99999999999999999999999  "), std::chrono::seconds(3600));
+  EXPECT_EQ(parseRetryAfter("3601"), std::chrono::seconds(3600));
+  EXPECT_EQ(parseRetryAfter("0003600"), std::chrono::seconds(3600));
+  EXPECT_FALSE(parseRetryAfter("-0").has_value());
+  EXPECT_FALSE(parseRetryAfter("+5").has_value());
+  EXPECT_FALSE(parseRetryAfter(" ").has_value());
+}
+
 TEST(DecodeListTest, HandsOutItemsOneByOne) {
   const json body = {{"kind", "PodList"},
                      {"metadata", {{"resourceVersion", "77"}, {"continue", "tok="}}},

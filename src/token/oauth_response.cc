@@ -1,5 +1,6 @@
 #include "token/oauth_response.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -191,6 +192,15 @@ std::optional<std::int64_t> parseAdalDate(std::string_view s) {
   return epoch;
 }
 
+// SystemTime counts nanoseconds in 64 bits, so its range ends on 2262-04-11. Epoch seconds past
+// that (up to kMaxEpochSeconds, 9999-12-31, which adal accepts) are clamped to its last second:
+// converting them would overflow.
+SystemTime toSystemTime(std::int64_t epoch_seconds) {
+  constexpr std::int64_t kLastSecond =
+      std::chrono::duration_cast<std::chrono::seconds>(SystemTime::duration::max()).count();
+  return fromUnixSeconds(std::min(epoch_seconds, kLastSecond));
+}
+
 std::string printable(std::string_view text, std::size_t max) {
   std::string out;
   for (const char c : text) {
@@ -276,13 +286,13 @@ Result<AccessToken> parseTokenResponse(std::string_view body, SystemTime now) {
   if (*expires_on <= now_s) {
     return malformed("token already expired");
   }
-  token.expires_on = fromUnixSeconds(*expires_on);
+  token.expires_on = toSystemTime(*expires_on);
 
   const NumberField nbf = numberField(doc, "not_before", kMaxEpochSeconds);
   if (!nbf.valid) {
     return malformed("not_before is not a valid number");
   }
-  token.not_before = nbf.present ? fromUnixSeconds(nbf.value) : fromUnixSeconds(now_s);
+  token.not_before = nbf.present ? toSystemTime(nbf.value) : toSystemTime(now_s);
 
   const NumberField ext = numberField(doc, "ext_expires_in", kMaxLifetimeSeconds);
   if (!ext.valid) {

@@ -28,7 +28,8 @@ inline constexpr std::int64_t kMaxEpochSeconds = 253402300799LL;
 //   * not_before: optional epoch seconds (default `now`); ext_expires_in: optional seconds.
 //   * token_type, resource, client_id: optional strings (token_type defaults to "Bearer").
 // A present field of the wrong type or with a malformed value is an error, and so is an expiry
-// not after `now`. Errors: Unavailable, with a message that never contains the token.
+// not after `now`. Times past SystemTime's range (2262-04-11T23:47:16Z) are clamped to its last
+// second. Errors: Unavailable, with a message that never contains the token.
 Result<AccessToken> parseTokenResponse(std::string_view body, SystemTime now);
 
 // Parses an `expires_on` string (digits, or one of adal's two date forms) to epoch seconds.

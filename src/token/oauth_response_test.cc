@@ -87,6 +87,26 @@ TEST(ParseTokenResponseTest, AcceptsAdalDateForms) {
   EXPECT_EQ(parseExpiresOnText("1/2/2024 12:00:00 PM +00:00"), kNow + 86400 + 12LL * 3600);
 }
 
+// Found by fuzz/oauth_response_fuzz: an expiry after 2262-04-11 overflowed SystemTime's
+// nanoseconds (undefined behaviour; in practice a time in 1677, so an "expired" token).
+TEST(ParseTokenResponseTest, ClampsTimesBeyondSystemTimeToItsLastSecond) {
+  constexpr std::int64_t kLastSecond = 9223372036;  // 2262-04-11T23:47:16Z
+  for (
+      const char* body :
+      {R"({"access_token":"t","expires_on":"9999999999","not_before":"9999999999"})",
+       R"({"access_token":"t","expires_on":253402300799,"not_before":253402300799})",
+       R"({"access_token":"t","expires_on":"12/31/9999 23:59:59 +00:00","not_before":9223372037})"}) {
+    const auto token = parseTokenResponse(body, now());
+    ASSERT_TRUE(token.has_value()) << body << ": " << token.error().message;
+    EXPECT_EQ(toUnixSeconds(token->expires_on), kLastSecond) << body;
+    EXPECT_EQ(toUnixSeconds(token->not_before), kLastSecond) << body;
+    EXPECT_GT(token->expires_on, now()) << body;
+  }
+  const auto last = parseTokenResponse(R"({"access_token":"t","expires_on":9223372036})", now());
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(toUnixSeconds(last->expires_on), kLastSecond);
+}
+
 TEST(ParseTokenResponseTest, RejectsMalformedDates) {
   for (const char* text :
        {"2/30/2024 10:00:00 +00:00", "13/1/2024 10:00:00 +00:00", "1/1/2024 24:00:00 +00:00",
