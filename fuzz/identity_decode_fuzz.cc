@@ -17,8 +17,11 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <ctime>
 #include <map>
 #include <set>
 #include <string>
@@ -52,6 +55,26 @@ json metadataOf(const std::string& ns, const std::string& name) {
   return json{{"namespace", ns}, {"name", name}};
 }
 
+// RFC 3339 in UTC with nanoseconds, written with gmtime_r (not the code under test).
+std::string rfc3339(nmi::SystemTime t) {
+  const auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  std::int64_t secs = ns / 1'000'000'000;
+  std::int64_t frac = ns % 1'000'000'000;
+  if (frac < 0) {
+    frac += 1'000'000'000;
+    --secs;
+  }
+  const auto whole = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&whole, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<long long>(frac));
+  return buf;
+}
+
 json encodePod(const PodInfo& pod) {
   json metadata = metadataOf(pod.ns, pod.name);
   metadata["uid"] = pod.uid;
@@ -61,11 +84,14 @@ json encodePod(const PodInfo& pod) {
   }
   metadata["ownerReferences"] = json::array();
   for (const auto& owner : pod.owners) {
-    metadata["ownerReferences"].push_back(
-        json{{"apiVersion", "apps/v1"}, {"kind", owner.kind}, {"name", owner.name}});
+    metadata["ownerReferences"].push_back(json{{"apiVersion", "apps/v1"},
+                                               {"kind", owner.kind},
+                                               {"name", owner.name},
+                                               {"uid", owner.uid},
+                                               {"controller", owner.controller}});
   }
   if (pod.deleting) {
-    metadata["deletionTimestamp"] = "2024-01-01T00:00:00Z";
+    metadata["deletionTimestamp"] = rfc3339(pod.deletion_deadline);
   }
   json status = {{"phase", pod.phase}, {"podIPs", json::array()}};
   for (const auto& ip : pod.ips) {
