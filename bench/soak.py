@@ -1315,9 +1315,14 @@ def run(args):
     work = tempfile.mkdtemp(prefix="nmi-soak-")
     prefix = "nmi-sk%d-" % os.getpid()
     nmi_args = NMI_TOKEN_ARGS + list(args.nmi_arg)
+    # Copies of the binaries, so that a rebuild during a two-hour run changes nothing under it.
+    binaries = os.path.join(run_dir, "bin")
+    os.makedirs(binaries, exist_ok=True)
+    for b in ("nmi", "azure-emulator"):
+        shutil.copy2(os.path.join(args.build, "bin", b), os.path.join(binaries, b))
     env = devenv.Devenv(os.path.join(work, "devenv"), prefix=prefix,
-                        nmi_binary=os.path.join(args.build, "bin", "nmi"),
-                        emulator_binary=os.path.join(args.build, "bin", "azure-emulator"),
+                        nmi_binary=os.path.join(binaries, "nmi"),
+                        emulator_binary=os.path.join(binaries, "azure-emulator"),
                         config=soak_config(), nmi_args=nmi_args, verbosity=args.nmi_verbosity)
     stop = threading.Event()
     threads = []

@@ -136,7 +136,9 @@ def pid_alive(pid, exe_name=None):
         if state == "Z":
             return False
         if exe_name is not None:
-            return os.path.basename(os.readlink("/proc/%d/exe" % pid)) == exe_name
+            # A binary replaced on disk (a rebuild) shows as "<name> (deleted)": still ours.
+            exe = os.path.basename(os.readlink("/proc/%d/exe" % pid))
+            return exe == exe_name or exe == exe_name + " (deleted)"
         return True
     except (OSError, IndexError):
         return False
