@@ -143,17 +143,16 @@ void checkAccepted(const Inspection& got, std::string_view bytes, const ServerLi
   const int version = plain::versionOf(std::string_view(line).substr(sp2 + 1));
   check(request.method_string() == method, "the accepted method is not the request line's", input);
   check(request.target() == target, "the accepted target is not the request line's", input);
-  check(version != 0 && static_cast<int>(request.version()) == version &&
-            line.size() == sp2 + 1 + 8,
-        "the accepted version is not the request line's", input);
+  check(
+      version != 0 && static_cast<int>(request.version()) == version && line.size() == sp2 + 1 + 8,
+      "the accepted version is not the request line's", input);
 
   const std::size_t hosts = head->values("host").size();
   check(hosts <= 1, "an accepted request has more than one Host", input);
   check(version != 11 || hosts == 1, "an accepted HTTP/1.1 request has no Host", input);
   const bool has_te = !head->values("transfer-encoding").empty();
   const bool has_cl = !head->values("content-length").empty();
-  check(!(has_te && has_cl), "an accepted request has Transfer-Encoding and Content-Length",
-        input);
+  check(!(has_te && has_cl), "an accepted request has Transfer-Encoding and Content-Length", input);
 
   const std::string_view rest = bytes.substr(head->size);
   const Framing framing = framingOf(*head);

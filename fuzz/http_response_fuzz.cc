@@ -50,16 +50,16 @@ struct Outcome {
   bool at_eof = false;  // done only once the end of the connection was reported
   int interim = 0;
   std::size_t leftover = 0;
-  bool reusable = false;       // reusable(leftover)
+  bool reusable = false;        // reusable(leftover)
   bool reusable_empty = false;  // reusable(0)
   nmi::http::ClientResponse response;
   std::string error;  // the error's message (not compared: it may name where the bytes broke)
 
   bool operator==(const Outcome& o) const {
     return failed == o.failed && done == o.done && at_eof == o.at_eof && interim == o.interim &&
-           leftover == o.leftover && reusable == o.reusable &&
-           reusable_empty == o.reusable_empty && response.status == o.response.status &&
-           response.headers == o.response.headers && response.body == o.response.body;
+           leftover == o.leftover && reusable == o.reusable && reusable_empty == o.reusable_empty &&
+           response.status == o.response.status && response.headers == o.response.headers &&
+           response.body == o.response.body;
   }
 };
 
@@ -87,7 +87,9 @@ Outcome readWire(std::string_view wire, const Reading& how, Delivery delivery,
       n = std::min(n, choices.between(1, 40));
     }
     pending.append(wire.substr(offset, n));
-    if (std::getenv("NMI_FUZZ_DEBUG2") != nullptr) { std::fprintf(stderr, "piece %zu pending %zu\n", n, pending.size()); }
+    if (std::getenv("NMI_FUZZ_DEBUG2") != nullptr) {
+      std::fprintf(stderr, "piece %zu pending %zu\n", n, pending.size());
+    }
     offset += n;
     const auto used = reader.put(pending);
     if (!used) {
@@ -176,8 +178,7 @@ std::size_t checkDone(const Outcome& out, std::string_view wire, const Reading& 
     ++interim;
     pos += head->size;
   }
-  check(out.interim == interim, "the interim count is not the number of leading 1xx heads",
-        input);
+  check(out.interim == interim, "the interim count is not the number of leading 1xx heads", input);
   check(interim <= how.limits.max_interim, "more interim responses than max_interim", input);
   check(out.response.status == static_cast<unsigned>(status),
         "the final status is not the final head's", input);
@@ -216,8 +217,7 @@ std::size_t checkDone(const Outcome& out, std::string_view wire, const Reading& 
     framed = rest.size();
   }
   check(out.response.body == body, "the body is not the framed bytes", input);
-  check(out.response.body.size() <= how.limits.max_body_bytes, "a body over max_body_bytes",
-        input);
+  check(out.response.body.size() <= how.limits.max_body_bytes, "a body over max_body_bytes", input);
   check(!how.head_request || out.response.body.empty(), "an answer to HEAD has a body", input);
   check(out.leftover == wire.size() - (pos + head->size + framed),
         "the leftover is not what follows the framed body", input);
@@ -238,11 +238,13 @@ std::size_t checkDone(const Outcome& out, std::string_view wire, const Reading& 
 }
 
 std::string describe(const Outcome& o) {
-  return std::string(o.failed ? "failed" : o.done ? "done" : "waiting") +
-         (o.at_eof ? " at eof" : "") + " status " + std::to_string(o.response.status) +
-         " body " + std::to_string(o.response.body.size()) + " interim " +
-         std::to_string(o.interim) + " leftover " + std::to_string(o.leftover) +
-         (o.reusable_empty ? " reusable" : "") + (o.failed ? " (" + o.error + ")" : "");
+  return std::string(o.failed ? "failed"
+                     : o.done ? "done"
+                              : "waiting") +
+         (o.at_eof ? " at eof" : "") + " status " + std::to_string(o.response.status) + " body " +
+         std::to_string(o.response.body.size()) + " interim " + std::to_string(o.interim) +
+         " leftover " + std::to_string(o.leftover) + (o.reusable_empty ? " reusable" : "") +
+         (o.failed ? " (" + o.error + ")" : "");
 }
 
 std::vector<Outcome> readAllWays(std::string_view wire, const Reading& how,

@@ -96,8 +96,8 @@ inline std::optional<Head> readHead(std::string_view bytes) {
       if (colon == std::string_view::npos) {
         return std::nullopt;
       }
-      head.fields.push_back(
-          Field{std::string(line.substr(0, colon)), std::string(trimWhitespace(line.substr(colon + 1)))});
+      head.fields.push_back(Field{std::string(line.substr(0, colon)),
+                                  std::string(trimWhitespace(line.substr(colon + 1)))});
     }
   }
   return head;
@@ -170,7 +170,7 @@ inline std::optional<std::uint64_t> contentLength(const Head& head) {
 struct Chunked {
   enum class State { Complete, Incomplete, Invalid };
   State state = State::Invalid;
-  std::string payload;  // when Complete
+  std::string payload;   // when Complete
   std::size_t size = 0;  // when Complete: bytes of the chunked body, trailers included
   // When Complete: the runs of bytes that are not payload (before the first chunk's data,
   // between two chunks' data, after the last), in order.

@@ -256,12 +256,13 @@ TEST(ResponseReader, ChunkLinesAndTrailersFitTheHeadLimit) {
 TEST(ResponseReader, NoBodyIsNeverTooLarge) {
   ResponseReader::Limits limits;
   limits.max_body_bytes = 4;
-  const auto head = readAll("HTTP/1.1 200 OK\r\nContent-Length: 1295\r\n\r\n", true, 0, false, limits);
+  const auto head =
+      readAll("HTTP/1.1 200 OK\r\nContent-Length: 1295\r\n\r\n", true, 0, false, limits);
   ASSERT_TRUE(head.done);
   EXPECT_TRUE(head.reusable);
-  EXPECT_TRUE(readAll("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false, 0, false,
-                      limits)
-                  .done);
+  EXPECT_TRUE(
+      readAll("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false, 0, false, limits)
+          .done);
 }
 
 // Found by the http_response fuzzer: Beast takes Content-Length after a Transfer-Encoding that does
@@ -273,8 +274,8 @@ TEST(ResponseReader, FaultyFramingIsRefusedOrNeverReused) {
       readAll("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}").ok);
   // Beast read "chunked?x" as chunked, a plain reading as a coding it does not know.
   EXPECT_FALSE(readAll("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked?x\r\n\r\n0\r\n\r\n").ok);
-  EXPECT_TRUE(readAll("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip , chunked\r\n\r\n0\r\n\r\n")
-                  .reusable);
+  EXPECT_TRUE(
+      readAll("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip , chunked\r\n\r\n0\r\n\r\n").reusable);
   const auto http10 = readAll(
       "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
       "2\r\n{}\r\n0\r\n\r\n");
