@@ -80,6 +80,35 @@ std::optional<Refusal> checkHead(const Request& head) {
   return std::nullopt;
 }
 
+std::optional<Refusal> checkParsedHead(const bhttp::request_parser<bhttp::string_body>& parser,
+                                       const error_code& ec) {
+  if (ec && ec != bhttp::error::need_more) {
+    // header_limit although the head fits max_header_bytes: Beast looked past the head's end
+    // (a version takes 8 bytes) and stopped at its window. Malformed, not too large.
+    if (ec != bhttp::error::header_limit) {
+      if (auto refused = refusalForReadError(ec)) {
+        return refused;
+      }
+    }
+    return Refusal{bhttp::status::bad_request, "Malformed request"};
+  }
+  if (!parser.is_header_done()) {
+    // The whole head was buffered, so Beast stopping inside it means it cannot read it (a
+    // request line ending within the 8 bytes a version takes): more bytes would not help.
+    return Refusal{bhttp::status::bad_request, "Malformed request"};
+  }
+  if (auto refused = checkHead(parser.get())) {
+    return refused;
+  }
+  // checkHead() read the codings as a list ending in chunked; Beast frames the body by its own
+  // reading, which gives up on a list it cannot parse ("chun:, chunked") and then reads no body
+  // at all, leaving the chunks to be taken as the next request. Both must agree.
+  if (parser.get().count(bhttp::field::transfer_encoding) > 0 && !parser.chunked()) {
+    return Refusal{bhttp::status::bad_request, "Unsupported transfer coding"};
+  }
+  return std::nullopt;
+}
+
 std::optional<Refusal> refusalForReadError(const error_code& ec) {
   if (ec == bhttp::error::header_limit) {
     return Refusal{bhttp::status::request_header_fields_too_large, "Request header too large"};
@@ -105,20 +134,18 @@ Inspection inspectRequest(std::string_view bytes, const ServerLimits& limits) {
   bhttp::request_parser<bhttp::string_body> parser;
   parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
   parser.body_limit(limits.max_body_bytes);
-  parser.eager(true);
+  // As the server: the head alone first (not eager: the parser stops after it), so that the
+  // head's rules decide before any body byte, however the bytes arrived.
+  parser.eager(false);
   error_code ec;
-  // As the server: the whole buffer at once, the head first and as much body as is there.
   std::size_t used = parser.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
-  if (ec == bhttp::error::need_more) {
-    ec = {};
+  if (auto refused = checkParsedHead(parser, ec)) {
+    out.refusal = refused;
+    return out;
   }
-  if (!ec && parser.is_header_done()) {
-    if (auto refused = checkHead(parser.get())) {
-      out.refusal = refused;
-      return out;
-    }
-  }
-  // The rest of the body, as the server's async_read would take it from later bytes.
+  ec = {};
+  // Then as much body as is there, as the server's async_read would take it.
+  parser.eager(true);
   while (!ec && !parser.is_done() && used < bytes.size()) {
     const std::size_t n =
         parser.put(boost::asio::buffer(bytes.data() + used, bytes.size() - used), ec);

@@ -4,7 +4,9 @@
 #include <optional>
 #include <string_view>
 
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/status.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <boost/system/error_code.hpp>
 
 #include "http/server.h"
@@ -40,6 +42,14 @@ std::optional<Refusal> checkRawHead(std::string_view head);
 // one Host; no request has more than one; Transfer-Encoding must end in chunked and never comes
 // with a Content-Length (ambiguous framing is how requests are smuggled).
 std::optional<Refusal> checkHead(const Request& head);
+
+// The decision on a whole head (scanHead() said Ready) once a parser was given it (`ec`: what
+// that put() said). A parse error is refused as refusalForReadError() says, except that the head
+// fits max_header_bytes, so header_limit is Malformed here; a parser that has not finished the
+// head could not read it (Malformed too); otherwise checkHead().
+std::optional<Refusal> checkParsedHead(
+    const boost::beast::http::request_parser<boost::beast::http::string_body>& parser,
+    const boost::system::error_code& ec);
 
 // The refusal a parse error earns; nullopt when the connection just ended (EOF, timeout).
 std::optional<Refusal> refusalForReadError(const boost::system::error_code& ec);

@@ -43,6 +43,58 @@ TEST(RequestHead, RefusesRawSpellingsOtherServersReadDifferently) {
   }
 }
 
+// Found by the http_request_head fuzzer: with the whole head buffered, Beast still asked for more
+// when the request line ended within the 8 bytes a version takes, and the server waited for the
+// header timeout instead of answering.
+TEST(RequestHead, RefusesAHeadBeastCannotFinishInsteadOfWaiting) {
+  using namespace std::string_view_literals;  // NOLINT(google-build-using-namespace)
+  for (const std::string_view bad : {"GET / x\r\n\r\n"sv, "GET / HTTP\r\n\r\n"sv,
+                                     "OPTIONS \xd1\xdf.ost: x\r\n\r\n"sv}) {
+    const auto out = inspect(bad);
+    ASSERT_TRUE(out.refusal) << bad;
+    EXPECT_EQ(out.refusal->status, bhttp::status::bad_request) << bad;
+  }
+}
+
+// Found by the http_request_head fuzzer: a head breaking a rule (two Hosts) followed by a chunk
+// over the body limit was 413 when both arrived together and 400 when the head came first.
+TEST(RequestHead, TheHeadsRulesDecideBeforeTheBodyHoweverTheBytesArrive) {
+  const std::string head =
+      "POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (const std::string& bytes : {head, head + "fffffffffffff\r\n"}) {
+    const auto out = inspect(bytes);
+    ASSERT_TRUE(out.refusal) << bytes;
+    EXPECT_EQ(out.refusal->description, "Exactly one Host header is required") << bytes;
+  }
+}
+
+// Found by the http_request_head fuzzer: a malformed request line near max_header_bytes made
+// Beast look past the head's end, past its window, and the head that fits was refused as too
+// large (431), or as malformed (400) when it came alone.
+TEST(RequestHead, AHeadThatFitsIsNeverTooLarge) {
+  ServerLimits limits;
+  limits.max_header_bytes = 12;
+  for (const std::string_view bytes : {"POST / 4\r\n\r\nxxxxxxxx", "POST / 4\r\n\r\n"}) {
+    const auto out = inspectRequest(bytes, limits);
+    ASSERT_TRUE(out.refusal) << bytes;
+    EXPECT_EQ(out.refusal->status, bhttp::status::bad_request) << bytes;
+  }
+}
+
+// Found by the http_request_head fuzzer: checkHead() read "chun:, chunked" as ending in chunked,
+// Beast could not read the list and framed the request without a body, so its chunks would have
+// been the next request.
+TEST(RequestHead, RefusesTransferCodingsBeastWouldNotFrameAsChunked) {
+  const auto out = inspect(
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chun:, chunked\r\n\r\n"
+      "3\r\nabc\r\n0\r\n\r\n");
+  ASSERT_TRUE(out.refusal);
+  EXPECT_EQ(out.refusal->description, "Unsupported transfer coding");
+  EXPECT_TRUE(
+      inspect("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip ,chunked\r\n\r\n0\r\n\r\n")
+          .request);
+}
+
 TEST(RequestHead, RefusesAmbiguousFramingAndHosts) {
   EXPECT_EQ(inspect("GET / HTTP/1.1\r\n\r\n").refusal->description,
             "Exactly one Host header is required");

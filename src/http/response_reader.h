@@ -57,6 +57,9 @@ class ResponseReader {
 
  private:
   void startMessage();
+  // The rules for a final response's head (the announced body fits, no Transfer-Encoding with
+  // Content-Length); an error, or nullopt.
+  std::optional<Error> checkFinalHead() const;
 
   const bool head_request_;
   const Limits limits_;
@@ -64,6 +67,7 @@ class ResponseReader {
   int interim_ = 0;
   bool done_ = false;
   bool framed_ = false;  // the final body's length was known (chunked or Content-Length or none)
+  std::size_t framing_bytes_ = 0;  // bytes of the current run of non-body bytes (see put())
 };
 
 }  // namespace nmi::http

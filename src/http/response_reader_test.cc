@@ -201,8 +201,107 @@ TEST(ResponseReader, LimitsAreEnforced) {
                    .ok);
 }
 
+// Found by the http_response fuzzer: Beast 1.74 applies its header limit to the bytes of one call,
+// after the status line (and after the fields it already took), so a head up to about three times
+// max_header_bytes was taken, depending on how its bytes arrived.
+TEST(ResponseReader, TheHeadLimitCountsTheWholeHeadHoweverItArrives) {
+  ResponseReader::Limits limits;
+  limits.max_header_bytes = 64;
+  const std::string status_line = "HTTP/1.1 200 OK, with a rather long reason phrase\r\n";
+  const std::string fits = status_line + "Content-Length: 0\r\n\r\n";  // 51 + 21 = 72 bytes
+  for (std::size_t step : {0, 1, 5, 52}) {
+    EXPECT_FALSE(readAll(fits, false, step, false, limits).ok) << step;
+    limits.max_header_bytes = fits.size();
+    EXPECT_TRUE(readAll(fits, false, step, false, limits).done) << step;
+    limits.max_header_bytes = 64;
+  }
+}
+
+// Found by the http_response fuzzer: a chunk-size line (with extensions) or the trailers were
+// buffered without any limit while their end had not arrived.
+TEST(ResponseReader, ChunkLinesAndTrailersFitTheHeadLimit) {
+  ResponseReader::Limits limits;
+  limits.max_header_bytes = 64;
+  const std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string long_extension = head + "3;x=" + std::string(100, 'a') + "\r\nabc\r\n0\r\n\r\n";
+  const std::string long_trailers =
+      head + "3\r\nabc\r\n0\r\nX-T: " + std::string(100, 'b') + "\r\n\r\n";
+  const std::string fine = head + "3;x=y\r\nabc\r\n0\r\nX-T: c\r\n\r\n";
+  for (std::size_t step : {0, 1, 7}) {
+    EXPECT_FALSE(readAll(long_extension, false, step, false, limits).ok) << step;
+    EXPECT_FALSE(readAll(long_trailers, false, step, false, limits).ok) << step;
+    const auto out = readAll(fine, false, step, false, limits);
+    ASSERT_TRUE(out.done) << step;
+    EXPECT_EQ(out.response.body, "abc");
+    EXPECT_TRUE(out.reusable);
+  }
+  // An extension arriving forever: refused once it passes the limit, not buffered on and on.
+  ResponseReader reader(false, limits);
+  std::string pending = head + "3;x=";
+  bool refused = false;
+  for (int i = 0; i < 100 && !refused; ++i) {
+    pending += "aaaaaaaaaa";
+    auto used = reader.put(pending);
+    refused = !used;
+    if (used) {
+      pending.erase(0, *used);
+    }
+  }
+  EXPECT_TRUE(refused);
+  EXPECT_LE(pending.size(), 64U + 10U);
+}
+
+// Found by the http_response fuzzer: the announced length of a body that is not coming (HEAD, 204,
+// 304) was held against max_body_bytes.
+TEST(ResponseReader, NoBodyIsNeverTooLarge) {
+  ResponseReader::Limits limits;
+  limits.max_body_bytes = 4;
+  const auto head =
+      readAll("HTTP/1.1 200 OK\r\nContent-Length: 1295\r\n\r\n", true, 0, false, limits);
+  ASSERT_TRUE(head.done);
+  EXPECT_TRUE(head.reusable);
+  EXPECT_TRUE(
+      readAll("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false, 0, false, limits)
+          .done);
+}
+
+// Found by the http_response fuzzer: Beast takes Content-Length after a Transfer-Encoding that does
+// not end in chunked and frames the body by it (RFC 9112: by the end of the connection, and an
+// error), and the connection was reused; Beast frames "chunked?x" as chunked; chunked coding in
+// HTTP/1.0 is faulty framing too.
+TEST(ResponseReader, FaultyFramingIsRefusedOrNeverReused) {
+  EXPECT_FALSE(
+      readAll("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}").ok);
+  // Beast read "chunked?x" as chunked, a plain reading as a coding it does not know.
+  EXPECT_FALSE(readAll("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked?x\r\n\r\n0\r\n\r\n").ok);
+  EXPECT_TRUE(
+      readAll("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip , chunked\r\n\r\n0\r\n\r\n").reusable);
+  const auto http10 = readAll(
+      "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "2\r\n{}\r\n0\r\n\r\n");
+  ASSERT_TRUE(http10.done);
+  EXPECT_EQ(http10.response.body, "{}");
+  EXPECT_FALSE(http10.reusable);
+}
+
+// Found by the http_response fuzzer: Beast's keep_alive() reads the first Connection field only.
+TEST(ResponseReader, CloseInAnyConnectionFieldForbidsReuse) {
+  EXPECT_FALSE(readAll("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: close\r\n"
+                       "Content-Length: 0\r\n\r\n")
+                   .reusable);
+  EXPECT_FALSE(
+      readAll("HTTP/1.0 200 OK\r\nConnection: close, keep-alive\r\nContent-Length: 0\r\n\r\n")
+          .reusable);
+  EXPECT_TRUE(readAll("HTTP/1.1 200 OK\r\nConnection: x-other\r\nConnection: keep-alive\r\n"
+                      "Content-Length: 0\r\n\r\n")
+                  .reusable);
+}
+
 TEST(ResponseReader, MalformedAnswersFail) {
   EXPECT_FALSE(readAll("HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n").ok);
+  // Found by the http_response fuzzer: three digits below 100 were a final answer.
+  EXPECT_FALSE(readAll("HTTP/1.1 010 Continue\r\n\r\n" + std::string(kOk)).ok);
+  EXPECT_FALSE(readAll("HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n").ok);
   EXPECT_FALSE(readAll("SSH-2.0-OpenSSH_9.2\r\n\r\n").ok);
   EXPECT_FALSE(readAll("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd").ok);
   EXPECT_FALSE(readAll("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").ok);

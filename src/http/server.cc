@@ -356,21 +356,29 @@ Task<void> Server::session(std::shared_ptr<Connection> connection) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
     parser.body_limit(limits_.max_body_bytes);
-    parser.eager(true);
+    // The head alone first (not eager: the parser stops after it), so that its rules decide
+    // before any body byte does, however the bytes arrived (request_head.h, inspectRequest).
+    parser.eager(false);
     if (!ec && !refusal) {
       // The head is buffered: parse it (and whatever body arrived) without another round trip
       // through the executor; read the rest of a body only when there is one.
-      const std::size_t used = parser.put(buffer.data(), ec);
+      std::size_t used = parser.put(buffer.data(), ec);
       buffer.consume(used);
-      if (ec == bhttp::error::need_more) {
-        ec = {};
-      }
-      if (!ec && parser.is_header_done()) {
-        refusal = checkHead(parser.get());
-      }
-      if (!ec && !refusal && !parser.is_done()) {
-        co_await bhttp::async_read(stream, buffer, parser,
-                                   asio::redirect_error(asio::use_awaitable, ec));
+      refusal = checkParsedHead(parser, ec);
+      ec = {};
+      if (!refusal && !parser.is_done()) {
+        parser.eager(true);
+        if (buffer.size() > 0) {
+          used = parser.put(buffer.data(), ec);
+          buffer.consume(used);
+          if (ec == bhttp::error::need_more) {
+            ec = {};
+          }
+        }
+        if (!ec && !parser.is_done()) {
+          co_await bhttp::async_read(stream, buffer, parser,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+        }
       }
     }
     if (ec && !refusal) {
