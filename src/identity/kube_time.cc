@@ -115,6 +115,15 @@ std::optional<SystemTime> parseKubeTime(std::string_view s) {
   if (epoch < 0) {
     return std::nullopt;
   }
+  // SystemTime counts nanoseconds in 64 bits and ends in 2262; a later time (the format goes to
+  // 9999) is its last second, which is as far away for every use here.
+  constexpr std::int64_t kLastSecond =
+      std::chrono::duration_cast<std::chrono::seconds>(SystemTime::max().time_since_epoch())
+          .count();
+  if (epoch >= kLastSecond) {
+    return SystemTime{
+        std::chrono::duration_cast<SystemTime::duration>(std::chrono::seconds{kLastSecond})};
+  }
   return SystemTime{
       std::chrono::duration_cast<SystemTime::duration>(std::chrono::seconds{epoch} + fraction)};
 }

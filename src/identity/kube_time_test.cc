@@ -1,5 +1,6 @@
 #include "identity/kube_time.h"
 
+#include <chrono>
 #include <string_view>
 
 #include <gtest/gtest.h>
@@ -52,6 +53,24 @@ TEST(ParseKubeTimeTest, RefusesEverythingElse) {
                                       "１９７０-01-01T00:00:00Z"}) {
     EXPECT_FALSE(parseKubeTime(text).has_value()) << text;
   }
+}
+
+// Found by the identity_decode fuzzer: a deletionTimestamp after 2262 overflowed SystemTime's
+// nanoseconds (undefined behaviour, in practice a time before 1970).
+TEST(ParseKubeTimeTest, TimesBeyondSystemTimeAreItsLastSecond) {
+  const auto last =
+      std::chrono::duration_cast<std::chrono::seconds>(SystemTime::max().time_since_epoch());
+  for (const char* text :
+       {"6173-05-02T10:00:00Z", "9999-12-31T23:59:59.999999999Z", "2262-04-11T23:47:16.9Z"}) {
+    const auto t = parseKubeTime(text);
+    ASSERT_TRUE(t.has_value()) << text;
+    EXPECT_EQ(std::chrono::duration_cast<std::chrono::seconds>(t->time_since_epoch()), last)
+        << text;
+  }
+  const auto before = parseKubeTime("2262-04-11T23:47:15Z");
+  ASSERT_TRUE(before.has_value());
+  EXPECT_EQ(std::chrono::duration_cast<std::chrono::seconds>(before->time_since_epoch()),
+            last - std::chrono::seconds{1});
 }
 
 }  // namespace
