@@ -58,8 +58,8 @@ class Handler {
 };
 
 struct ServerLimits {
-  std::size_t max_header_bytes = 8 * 1024;  // request line + header fields
-  std::size_t max_body_bytes = 64 * 1024;
+  std::size_t max_header_bytes = std::size_t{8} * 1024;  // request line + header fields
+  std::size_t max_body_bytes = std::size_t{64} * 1024;
   std::chrono::milliseconds header_timeout{10'000};  // first byte to end of request
   std::chrono::milliseconds idle_timeout{60'000};    // between requests on a keep-alive connection
   std::chrono::milliseconds write_timeout{10'000};
