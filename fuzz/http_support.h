@@ -212,6 +212,20 @@ inline Chunked readChunked(std::string_view bytes) {
     if (digits == 0) {
       return out;
     }
+    // A quoted string in the extensions must end on its line. (Beast 1.74 reads an unclosed one
+    // on past the line's end and waits for more bytes, which can only end in an error: the line
+    // is broken, not complete.)
+    bool quoted = false;
+    for (std::size_t i = pos + digits; i < eol; ++i) {
+      if (quoted && bytes[i] == '\\') {
+        ++i;
+      } else if (bytes[i] == '"') {
+        quoted = !quoted;
+      }
+    }
+    if (quoted) {
+      return out;
+    }
     pos = eol + 2;
     if (size == 0) {
       break;
