@@ -307,5 +307,22 @@ TEST(ResponseReader, MalformedAnswersFail) {
   EXPECT_FALSE(readAll("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").ok);
 }
 
+// Found by replaying the http_response corpus in the Debug (ASan) tree: Beast 1.74 asserts that a
+// last chunk whose size line it has seen comes back with at least 5 bytes, and a byte-at-a-time
+// upstream gave it 4 ("0" CRLF and one byte of a trailer).
+TEST(ResponseReader, ALastChunkArrivingByteByByteIsRead) {
+  const std::string wire =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\na_b: c\r\n\r\n";
+  for (const std::size_t step : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{0}}) {
+    const Outcome out = readAll(wire, false, step);
+    ASSERT_TRUE(out.done) << step;
+    EXPECT_EQ(out.response.body, "abc") << step;
+    EXPECT_TRUE(out.reusable) << step;
+  }
+  // Cut short, it is still an error at the end of the connection.
+  EXPECT_FALSE(
+      readAll("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\na", false, 1, true).ok);
+}
+
 }  // namespace
 }  // namespace nmi::http
