@@ -1,7 +1,5 @@
 #include "app/daemon.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <csignal>
 #include <functional>
@@ -18,6 +16,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include "app/instance_lock.h"
 #include "common/clock.h"

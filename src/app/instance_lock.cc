@@ -3,7 +3,6 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #include <array>
 #include <atomic>
@@ -21,6 +20,7 @@
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/task.h"
@@ -175,8 +175,8 @@ struct InstanceLock::State : std::enable_shared_from_this<State> {
     const std::string line = encodeIdentity(self->mine);
     for (;;) {
       error_code ec;
-      local::socket peer = co_await self->acceptor.async_accept(
-          asio::redirect_error(asio::use_awaitable, ec));
+      local::socket peer =
+          co_await self->acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) {
           co_return;
@@ -243,9 +243,8 @@ Result<void> InstanceLock::acquire(std::chrono::milliseconds retry) {
       return {};
     }
     if (errno != EADDRINUSE) {
-      return makeError(ErrorCode::Unavailable,
-                       fmt::format("cannot create the port lock @{}: {}", lock_name,
-                                   std::strerror(errno)));
+      return makeError(ErrorCode::Unavailable, fmt::format("cannot create the port lock @{}: {}",
+                                                           lock_name, std::strerror(errno)));
     }
     const std::optional<InstanceIdentity> holder = askHolder(lock_name);
     if (!holder && attempt < 2) {

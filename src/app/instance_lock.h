@@ -61,8 +61,8 @@ class InstanceLock {
   InstanceLock& operator=(const InstanceLock&) = delete;
 
   // Takes the lock, or decides with decideSecondInstance() when it is held. On HandOver the lock
-  // is taken as soon as the holder exits (checked every `retry`). Errors: PermissionDenied (refused:
-  // the message names the holder), Unavailable (the socket cannot be created).
+  // is taken as soon as the holder exits (checked every `retry`). Errors: PermissionDenied
+  // (refused: the message names the holder), Unavailable (the socket cannot be created).
   Result<void> acquire(std::chrono::milliseconds retry = std::chrono::milliseconds(500));
 
   // Whether this process holds the lock now.

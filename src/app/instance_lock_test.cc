@@ -1,8 +1,8 @@
 #include "app/instance_lock.h"
 
 #include <chrono>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -38,8 +38,8 @@ TEST(InstanceLockDecision, OnlyTheSameDaemonSetOnTheSameNodeMayHandOver) {
   };
   for (const auto& c : cases) {
     const LockDecision d = decideSecondInstance(c.mine, c.holder);
-    EXPECT_EQ(d.verdict, c.verdict) << c.mine.daemonset << " vs "
-                                    << (c.holder ? c.holder->daemonset : "(no answer)");
+    EXPECT_EQ(d.verdict, c.verdict)
+        << c.mine.daemonset << " vs " << (c.holder ? c.holder->daemonset : "(no answer)");
     EXPECT_FALSE(d.reason.empty());
   }
 }
@@ -80,8 +80,7 @@ TEST(InstanceLock, ASecondNmiOfAnotherDaemonSetIsRefused) {
   auto refused = second.acquire();
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, ErrorCode::PermissionDenied);
-  EXPECT_NE(refused.error().message.find("pid 100"), std::string::npos)
-      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("pid 100"), std::string::npos) << refused.error().message;
   EXPECT_FALSE(second.held());
   io.stop();
   runner.join();
@@ -109,8 +108,7 @@ TEST(InstanceLock, AHandOverTakesTheLockWhenTheHolderLeaves) {
   InstanceLock third(io, port, id("other/nmi", "node-1", 300));
   auto refused = third.acquire();
   ASSERT_FALSE(refused);
-  EXPECT_NE(refused.error().message.find("pid 200"), std::string::npos)
-      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("pid 200"), std::string::npos) << refused.error().message;
   io.stop();
   runner.join();
 }

@@ -2,9 +2,8 @@
 
 #include <sys/socket.h>
 
-#include <cerrno>
-
 #include <atomic>
+#include <cerrno>
 #include <functional>
 #include <utility>
 

@@ -48,8 +48,8 @@ TEST(RequestHead, RefusesRawSpellingsOtherServersReadDifferently) {
 // header timeout instead of answering.
 TEST(RequestHead, RefusesAHeadBeastCannotFinishInsteadOfWaiting) {
   using namespace std::string_view_literals;  // NOLINT(google-build-using-namespace)
-  for (const std::string_view bad : {"GET / x\r\n\r\n"sv, "GET / HTTP\r\n\r\n"sv,
-                                     "OPTIONS \xd1\xdf.ost: x\r\n\r\n"sv}) {
+  for (const std::string_view bad :
+       {"GET / x\r\n\r\n"sv, "GET / HTTP\r\n\r\n"sv, "OPTIONS \xd1\xdf.ost: x\r\n\r\n"sv}) {
     const auto out = inspect(bad);
     ASSERT_TRUE(out.refusal) << bad;
     EXPECT_EQ(out.refusal->status, bhttp::status::bad_request) << bad;

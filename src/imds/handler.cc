@@ -299,10 +299,9 @@ Task<http::Response> ImdsHandler::handle(http::Request& request,
         break;
       case http::Route::NotFound:
         // The proxy's header rules first (as before the allowlist), then nmi's own 404.
-        if (const auto reply =
-                options_.metadata_header_required || http::isMetadataPath(*target)
-                    ? metadataCheck(request, options_.metadata_header_required)
-                    : std::nullopt) {
+        if (const auto reply = options_.metadata_header_required || http::isMetadataPath(*target)
+                                   ? metadataCheck(request, options_.metadata_header_required)
+                                   : std::nullopt) {
           response = makeReply(*reply, version);
         } else {
           response = makeReply(Reply::NotFound, version);
