@@ -1,10 +1,12 @@
 #include "app/daemon.h"
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -12,7 +14,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
@@ -150,7 +154,47 @@ InstanceIdentity instanceIdentity(const config::Config& config) {
   me.node = config.identity.node_name;
   me.version = NMI_VERSION;
   me.pid = static_cast<std::int64_t>(::getpid());
+  std::random_device random;
+  me.instance = fmt::format("{:08x}{:08x}", random(), random());
   return me;
+}
+
+// Pure. On SIGTERM, whether to wait for a successor before draining: a hand-over is possible (nmi
+// knows its DaemonSet), the wait is not 0, and this is no uninstall (rules kept).
+bool shouldAwaitSuccessor(const config::Config& config, const InstanceIdentity& me,
+                          const std::optional<kube::ExitDecision>& decision) {
+  return config.server.handover_wait.count() > 0 && !me.daemonset.empty() &&
+         (!decision || decision->action == kube::ExitAction::KeepRules);
+}
+
+// Serves on until a successor says it serves, or `limit` passes.
+Task<void> awaitSuccessor(const InstanceLock& lock, asio::steady_timer& timer,
+                          std::chrono::milliseconds limit, spdlog::logger& log) {
+  const auto start = std::chrono::steady_clock::now();
+  bool said = false;
+  for (;;) {
+    if (lock.successorServing()) {
+      log.info("the next nmi on this node serves: draining");
+      co_return;
+    }
+    const auto waited = std::chrono::steady_clock::now() - start;
+    if (waited >= limit) {
+      log.warn("no next nmi served on this node within {} s: draining (the rules stay)",
+               std::chrono::duration_cast<std::chrono::seconds>(limit).count());
+      co_return;
+    }
+    if (!said) {
+      log.info("serving until the next nmi on this node serves (up to {} s)",
+               std::chrono::duration_cast<std::chrono::seconds>(limit).count());
+      said = true;
+    }
+    timer.expires_after(std::chrono::milliseconds(100));
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      co_return;
+    }
+  }
 }
 
 // Uninstall detection (--daemonset-name): a watch of nmi's own DaemonSet, or null when it is not
@@ -505,9 +549,31 @@ int runDaemon(const config::Config& config) {
         "listener are reset rather than migrated");
   }
 
-  // SIGTERM/SIGINT: stop accepting, let requests in flight finish (up to the grace period),
-  // then stop everything.
+  // A hand-over successor (the lock is held by the previous nmi) tells it once it serves: rules in
+  // place and caches synced, as /readyz says.
+  asio::steady_timer announce_timer(io);
+  if (!port_lock.held()) {
+    asio::co_spawn(
+        io,
+        [&]() -> Task<void> {
+          while (!readiness.failures().empty()) {
+            announce_timer.expires_after(std::chrono::milliseconds(100));
+            boost::system::error_code ec;
+            co_await announce_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) {
+              co_return;
+            }
+          }
+          port_lock.announceSuccessor();
+        },
+        asio::detached);
+  }
+
+  // SIGTERM/SIGINT: unless nmi is being uninstalled, keep serving until the DaemonSet's next nmi
+  // on this node serves (up to --handover-wait-sec), then stop accepting, let requests in flight
+  // finish (up to the grace period), then stop everything.
   asio::signal_set signals(io, SIGTERM, SIGINT);
+  asio::steady_timer handover_timer(io);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) {
       return;
@@ -522,6 +588,10 @@ int runDaemon(const config::Config& config) {
             log->info("{}", decision.reason);
             exit_decision = decision;
             owner->stop();
+          }
+          announce_timer.cancel();
+          if (shouldAwaitSuccessor(config, instanceIdentity(config), exit_decision)) {
+            co_await awaitSuccessor(port_lock, handover_timer, config.server.handover_wait, *log);
           }
           co_await server.drain(config.server.shutdown_grace);
           co_await probe_server.drain(std::chrono::milliseconds(0));

@@ -14,8 +14,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
@@ -63,12 +65,11 @@ int bindAbstract(const std::string& name) {
 
 // What the holder of `name` says about itself (nullopt: no holder, or no readable answer).
 // Blocking, bounded to about one second.
-std::optional<InstanceIdentity> askHolder(const std::string& name) {
+std::optional<InstanceIdentity> askHolder(const std::string& name, timeval tv = timeval{1, 0}) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     return std::nullopt;
   }
-  timeval tv{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   const auto [addr, len] = abstractAddress(name);
@@ -103,7 +104,8 @@ std::string encodeIdentity(const InstanceIdentity& identity) {
   nlohmann::json j = {{"daemonset", identity.daemonset},
                       {"node", identity.node},
                       {"version", identity.version},
-                      {"pid", identity.pid}};
+                      {"pid", identity.pid},
+                      {"instance", identity.instance}};
   return j.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
@@ -129,7 +131,9 @@ std::optional<InstanceIdentity> decodeIdentity(std::string_view line) {
   if (!daemonset || !node || !version || pid == j.end() || !pid->is_number_integer()) {
     return std::nullopt;
   }
-  return InstanceIdentity{*daemonset, *node, *version, pid->get<std::int64_t>()};
+  // "instance" is absent from the lines of nmi versions before it existed.
+  return InstanceIdentity{*daemonset, *node, *version, pid->get<std::int64_t>(),
+                          str("instance").value_or("")};
 }
 
 LockDecision decideSecondInstance(const InstanceIdentity& mine,
@@ -155,9 +159,20 @@ LockDecision decideSecondInstance(const InstanceIdentity& mine,
                       describe(*holder))};
 }
 
+bool isSuccessor(const InstanceIdentity& mine, const std::optional<InstanceIdentity>& next) {
+  return next && !mine.daemonset.empty() && next->daemonset == mine.daemonset &&
+         next->node == mine.node && (next->pid != mine.pid || next->instance != mine.instance);
+}
+
 struct InstanceLock::State : std::enable_shared_from_this<State> {
   State(asio::io_context& context, std::uint16_t p, InstanceIdentity id)
-      : io(context), port(p), mine(std::move(id)), acceptor(context), timer(context) {}
+      : io(context),
+        port(p),
+        mine(std::move(id)),
+        acceptor(context),
+        next_strand(asio::make_strand(context)),
+        next_acceptor(next_strand),
+        timer(context) {}
 
   // Serves the holder line on the bound socket `fd`.
   void serve(int fd) {
@@ -168,17 +183,22 @@ struct InstanceLock::State : std::enable_shared_from_this<State> {
       return;
     }
     held.store(true);
-    asio::co_spawn(io, acceptLoop(shared_from_this()), asio::detached);
+    // The successor's socket is for the next hand-over now.
+    asio::post(next_strand, [self = shared_from_this()] {
+      error_code ignored;
+      self->next_acceptor.close(ignored);
+    });
+    asio::co_spawn(io, acceptLoop(shared_from_this(), acceptor), asio::detached);
   }
 
-  static Task<void> acceptLoop(std::shared_ptr<State> self) {
+  // Serves this process's identity line to whoever connects to `on`.
+  static Task<void> acceptLoop(std::shared_ptr<State> self, local::acceptor& on) {
     const std::string line = encodeIdentity(self->mine);
     for (;;) {
       error_code ec;
-      local::socket peer =
-          co_await self->acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      local::socket peer = co_await on.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
-        if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) {
+        if (ec == asio::error::operation_aborted || !on.is_open()) {
           co_return;
         }
         continue;
@@ -212,8 +232,12 @@ struct InstanceLock::State : std::enable_shared_from_this<State> {
   const std::uint16_t port;
   const InstanceIdentity mine;
   local::acceptor acceptor;
+  // "-next" while a successor that serves, until it holds the lock; used on next_strand only.
+  asio::strand<asio::io_context::executor_type> next_strand;
+  local::acceptor next_acceptor;
   asio::steady_timer timer;
   std::atomic<bool> held{false};
+  std::atomic<bool> announced{false};
 };
 
 InstanceLock::InstanceLock(asio::io_context& io, std::uint16_t port, InstanceIdentity mine)
@@ -223,14 +247,50 @@ InstanceLock::~InstanceLock() {
   error_code ec;
   state_->timer.cancel();
   state_->acceptor.close(ec);
+  state_->next_acceptor.close(ec);
 }
 
 std::string InstanceLock::name(std::uint16_t port) {
   return fmt::format("nmi-port-{}", port);
 }
 
+std::string InstanceLock::successorName(std::uint16_t port) {
+  return name(port) + "-next";
+}
+
 bool InstanceLock::held() const {
   return state_->held.load();
+}
+
+void InstanceLock::announceSuccessor() {
+  if (state_->held.load() || state_->announced.exchange(true)) {
+    return;
+  }
+  const int fd = bindAbstract(successorName(state_->port));
+  if (fd < 0) {
+    logger("nmi")->info("another successor announced itself on @{} ({}); not announcing",
+                        successorName(state_->port), std::strerror(errno));
+    return;
+  }
+  asio::post(state_->next_strand, [state = state_, fd] {
+    error_code ec;
+    if (state->held.load()) {  // took the lock meanwhile
+      ::close(fd);
+      return;
+    }
+    state->next_acceptor.assign(local(), fd, ec);
+    if (ec) {
+      ::close(fd);
+      return;
+    }
+    logger("nmi")->info("serving: told the previous nmi on port {} it may drain", state->port);
+    asio::co_spawn(state->next_strand, State::acceptLoop(state, state->next_acceptor),
+                   asio::detached);
+  });
+}
+
+bool InstanceLock::successorServing() const {
+  return isSuccessor(state_->mine, askHolder(successorName(state_->port), timeval{0, 200'000}));
 }
 
 Result<void> InstanceLock::acquire(std::chrono::milliseconds retry) {

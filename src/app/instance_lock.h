@@ -28,6 +28,8 @@ struct InstanceIdentity {
   std::string node;
   std::string version;
   std::int64_t pid = 0;
+  // Random, chosen at start: in containers every nmi is pid 1 of its own PID namespace.
+  std::string instance;
   bool operator==(const InstanceIdentity&) const = default;
 };
 
@@ -51,6 +53,11 @@ struct LockDecision {
 LockDecision decideSecondInstance(const InstanceIdentity& mine,
                                   const std::optional<InstanceIdentity>& holder);
 
+// Pure. Whether `next`, what the successor's socket said (nullopt: none), is an nmi that may take
+// over from `mine`: the same DaemonSet (not empty), the same node, another process (pid or
+// instance differ).
+bool isSuccessor(const InstanceIdentity& mine, const std::optional<InstanceIdentity>& next);
+
 // The lock of one port. acquire() runs once at start-up, before the event loop (it may block
 // for a few milliseconds on the local socket). Thread-compatible.
 class InstanceLock {
@@ -67,6 +74,20 @@ class InstanceLock {
 
   // Whether this process holds the lock now.
   bool held() const;
+
+  // A hand-over successor that serves (its rules in place, its caches synced) says so, so that
+  // the holder, told to stop, drains only once someone else answers pods (a `kubectl delete pod`
+  // of nmi: the DaemonSet's next pod starts after the SIGTERM). Binds a second abstract socket,
+  // "\0nmi-port-<port>-next", until this process takes the lock itself. No-op when it holds the
+  // lock, has announced already, or another successor holds that socket.
+  void announceSuccessor();
+
+  // The holder's question: does a successor serve now? Asks "-next" (a local socket; answers at
+  // once or refuses at once; bounded to 200 ms).
+  bool successorServing() const;
+
+  // The successor socket's name of a port (without the leading NUL).
+  static std::string successorName(std::uint16_t port);
 
   // The abstract socket name of a port (without the leading NUL), for logs and tests.
   static std::string name(std::uint16_t port);

@@ -17,7 +17,7 @@ namespace {
 using namespace std::chrono_literals;  // NOLINT(google-build-using-namespace): literals only
 
 InstanceIdentity id(std::string daemonset, std::string node = "node-1", std::int64_t pid = 10) {
-  return InstanceIdentity{std::move(daemonset), std::move(node), "1.0.0", pid};
+  return InstanceIdentity{std::move(daemonset), std::move(node), "1.0.0", pid, ""};
 }
 
 TEST(InstanceLockDecision, OnlyTheSameDaemonSetOnTheSameNodeMayHandOver) {
@@ -51,7 +51,8 @@ TEST(InstanceLockDecision, TheRefusalNamesTheHolder) {
 }
 
 TEST(InstanceIdentityLine, RoundTripsAndRefusesWhatIsNotOne) {
-  const InstanceIdentity me = id("kube-system/nmi", "aks-node-\"7\"", 77);
+  InstanceIdentity me = id("kube-system/nmi", "aks-node-\"7\"", 77);
+  me.instance = "0f1e2d3c4b5a6978";
   const std::string line = encodeIdentity(me);
   ASSERT_EQ(line.back(), '\n');
   EXPECT_EQ(line.find('\n'), line.size() - 1);
@@ -61,6 +62,9 @@ TEST(InstanceIdentityLine, RoundTripsAndRefusesWhatIsNotOne) {
   EXPECT_FALSE(decodeIdentity(R"({"daemonset":1,"node":"n","version":"v","pid":1})"));
   EXPECT_FALSE(decodeIdentity(R"({"daemonset":"d","node":"n","version":"v"})"));
   EXPECT_FALSE(decodeIdentity(std::string(5000, ' ')));
+  // The line of an nmi from before "instance" existed.
+  EXPECT_EQ(decodeIdentity(R"({"daemonset":"d","node":"n","version":"v","pid":1})"),
+            (InstanceIdentity{"d", "n", "v", 1, ""}));
 }
 
 // A port of our own for each run: the lock lives in the network namespace.
@@ -109,6 +113,66 @@ TEST(InstanceLock, AHandOverTakesTheLockWhenTheHolderLeaves) {
   auto refused = third.acquire();
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("pid 200"), std::string::npos) << refused.error().message;
+  io.stop();
+  runner.join();
+}
+
+TEST(InstanceLockSuccessor, OnlyAnotherProcessOfTheSameDaemonSetOnTheSameNode) {
+  const InstanceIdentity mine = id("kube-system/nmi", "node-1", 100);
+  EXPECT_TRUE(isSuccessor(mine, id("kube-system/nmi", "node-1", 200)));
+  EXPECT_FALSE(isSuccessor(mine, std::nullopt));
+  EXPECT_FALSE(isSuccessor(mine, id("kube-system/nmi", "node-1", 100)));  // itself
+  // Containers: both are pid 1, told apart by their random instance.
+  InstanceIdentity one = id("kube-system/nmi", "node-1", 1);
+  InstanceIdentity two = one;
+  one.instance = "a1";
+  two.instance = "b2";
+  EXPECT_TRUE(isSuccessor(one, two));
+  EXPECT_FALSE(isSuccessor(one, one));
+  EXPECT_FALSE(isSuccessor(mine, id("kube-system/nmi", "node-2", 200)));
+  EXPECT_FALSE(isSuccessor(mine, id("other/nmi", "node-1", 200)));
+  EXPECT_FALSE(isSuccessor(id("", "node-1", 100), id("", "node-1", 200)));
+}
+
+TEST(InstanceLock, ASuccessorThatServesSaysSoUntilItHoldsTheLock) {
+  boost::asio::io_context io;
+  const std::uint16_t port = randomPort() + 2;
+  auto first = std::make_unique<InstanceLock>(io, port, id("kube-system/nmi", "node-1", 100));
+  ASSERT_TRUE(first->acquire());
+  std::thread runner([&io] {
+    auto guard = boost::asio::make_work_guard(io);
+    io.run_for(5s);
+  });
+  EXPECT_FALSE(first->successorServing());
+  InstanceLock second(io, port, id("kube-system/nmi", "node-1", 200));
+  ASSERT_TRUE(second.acquire(20ms));
+  EXPECT_FALSE(first->successorServing());  // started, not serving yet
+  second.announceSuccessor();
+  auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (!first->successorServing() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(first->successorServing());
+  boost::asio::post(io, [&first] { first.reset(); });
+  deadline = std::chrono::steady_clock::now() + 3s;
+  while (!second.held() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(second.held());
+  // Holding the lock, it frees "-next" for the hand-over after it.
+  InstanceLock third(io, port, id("kube-system/nmi", "node-1", 300));
+  ASSERT_TRUE(third.acquire(20ms));
+  deadline = std::chrono::steady_clock::now() + 3s;
+  while (second.successorServing() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_FALSE(second.successorServing());
+  third.announceSuccessor();
+  deadline = std::chrono::steady_clock::now() + 3s;
+  while (!second.successorServing() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(second.successorServing());
   io.stop();
   runner.join();
 }

@@ -26,6 +26,9 @@ struct ServerConfig {
   std::chrono::milliseconds header_timeout{10'000};  // --header-read-timeout-sec
   std::chrono::milliseconds idle_timeout{60'000};    // --idle-timeout-sec
   std::chrono::milliseconds shutdown_grace{5'000};   // --shutdown-grace-sec
+  // On SIGTERM without an uninstall, how long nmi keeps serving until the DaemonSet's next pod on
+  // this node serves (a `kubectl delete pod` starts it only then).
+  std::chrono::milliseconds handover_wait{20'000};  // --handover-wait-sec
 };
 
 // The metadata endpoint nmi stands in for.

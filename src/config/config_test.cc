@@ -60,6 +60,7 @@ TEST(ConfigDefaultsTest, NewFlagsKeepTheirDocumentedDefaults) {
   EXPECT_EQ(c.server.header_timeout, 10s);
   EXPECT_EQ(c.server.idle_timeout, 60s);
   EXPECT_EQ(c.server.shutdown_grace, 5s);
+  EXPECT_EQ(c.server.handover_wait, 20s);
   EXPECT_EQ(c.metadata.token_endpoint, "169.254.169.254:80");
   EXPECT_FALSE(c.metadata.disable_host_token);
   EXPECT_EQ(c.identity.pod_wait, 2000ms);
@@ -384,6 +385,7 @@ TEST(ConfigHelpTest, HelpListsEveryFlagOnOneLineInGroups) {
                                           "header-read-timeout-sec",
                                           "idle-timeout-sec",
                                           "shutdown-grace-sec",
+                                          "handover-wait-sec",
                                           "metadata-ip",
                                           "metadata-port",
                                           "imds-token-endpoint",

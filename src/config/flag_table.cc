@@ -46,6 +46,11 @@ void registerServer(FlagSet& f, ServerConfig& c) {
   f.add(
       {"shutdown-grace-sec", kServer, "on SIGTERM, time given to requests in flight", Origin::New},
       millisFromSecondsInto(c.shutdown_grace, 0, 3600));
+  f.add({"handover-wait-sec", kServer,
+         "on SIGTERM (not an uninstall), keep serving until the DaemonSet's next nmi on this node "
+         "serves, this long at most; 0: drain at once",
+         Origin::New},
+        millisFromSecondsInto(c.handover_wait, 0, 3600));
 }
 
 void registerMetadata(FlagSet& f, MetadataConfig& c) {

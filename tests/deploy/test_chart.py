@@ -178,7 +178,7 @@ def flag_values():
 ALL_FLAGS = {
     "nmiListenAddress": "127.0.0.1", "nmiPort": 2600, "httpProbePort": 2601, "prometheusPort": 2602,
     "ioThreads": 3, "maxConnections": 1000000, "maxConnectionsPerPeer": 100,
-    "headerReadTimeoutSec": 11, "idleTimeoutSec": 61, "shutdownGraceSec": 6,
+    "headerReadTimeoutSec": 11, "idleTimeoutSec": 61, "shutdownGraceSec": 6, "handoverWaitSec": 21,
     "metadataIp": "127.0.0.1", "metadataPort": 8081, "imdsTokenEndpoint": "127.0.0.1:8081",
     "metadataHeaderRequired": False, "blockInstanceMetadata": True, "disableHostToken": True,
     "setRetryAfterHeader": True, "proxyMaxConcurrent": 33, "proxyMaxConcurrentPerPod": 5,

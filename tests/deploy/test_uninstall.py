@@ -190,6 +190,9 @@ class UninstallNmi(harness.Nmi):
                  "--iptables-lock-file=" + os.path.join(self.workdir, "xtables.lock"),
                  "--kubelet-config=" + os.path.join(self.workdir, "kubelet"),
                  "--imds-token-endpoint=127.0.0.1:9",
+                 # No DaemonSet pod follows these nmis: on SIGTERM they drain at once instead of
+                 # serving on until a successor serves (tests/node shows the hand-over).
+                 "--handover-wait-sec=0",
                  "--kubeconfig=" + self.kubeconfig, "-v=4"])
 
 

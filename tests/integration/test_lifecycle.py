@@ -159,7 +159,11 @@ def test_a_second_nmi_of_another_daemonset_is_refused(emulator, ips):
     i = ident("c")
     p = pod("lock-pod", "default", ip)
     objects = [p, i, assigned(p, i)]
-    first = harness.Nmi(emulator, objects, FILE_INDEX, **SAME_DAEMONSET).start()
+    # No successor follows it: on SIGTERM it drains at once (--handover-wait-sec=0) instead of
+    # serving on until one serves.
+    first = harness.Nmi(emulator, objects, FILE_INDEX,
+                        extra_args=SAME_DAEMONSET["extra_args"] + ["--handover-wait-sec=0"],
+                        env=SAME_DAEMONSET["env"]).start()
     intruders = [
         harness.Nmi(emulator, objects, FILE_INDEX, extra_args=["--daemonset-name=nmi"],
                     env={"POD_NAMESPACE": "other"}),

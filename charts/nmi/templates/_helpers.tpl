@@ -64,6 +64,7 @@ table against the flags of the nmi binary.
 - [headerReadTimeoutSec, header-read-timeout-sec]
 - [idleTimeoutSec, idle-timeout-sec]
 - [shutdownGraceSec, shutdown-grace-sec]
+- [handoverWaitSec, handover-wait-sec]
 - [metadataIp, metadata-ip]
 - [metadataPort, metadata-port]
 - [imdsTokenEndpoint, imds-token-endpoint]
