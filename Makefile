@@ -22,9 +22,11 @@ all: build
 setup:
 	scripts/setup
 
-# kube-apiserver, etcd, kubectl and helm, built from tools/kube and cached by version.
+# kube-apiserver, etcd, kubectl and helm, built from tools/kube, and the real node's kubelet,
+# controller-manager, scheduler, containerd and CNI plugins (tools/node), cached by version.
 kube: setup
 	scripts/kube-testenv build
+	scripts/node-testenv build >/dev/null
 
 configure: setup
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \

@@ -410,7 +410,7 @@ class Devenv:
                      "instance": {"compute": {"name": "aks-devenv-vmss_0",
                                               "location": "westeurope",
                                               "resourceGroupName": "devenv"}}},
-            "aad": {"listen": UPLINK_IMDS + ":443",
+            "aad": {"listen": st.get("uplink_imds", UPLINK_IMDS) + ":443",
                     "tls_names": ["login.microsoftonline.com"],
                     "apps": [{"tenant_id": TENANT, "client_id": a["client_id"],
                               "secret": a["secret"]} for a in st["apps"]]},
@@ -433,7 +433,7 @@ class Devenv:
             time.sleep(0.02)
         with open(ready) as f:
             st["emulator"] = json.load(f)
-        st["aad_endpoint"] = "https://%s/" % UPLINK_IMDS
+        st["aad_endpoint"] = "https://%s/" % st.get("uplink_imds", UPLINK_IMDS)
         self._save()
 
     def _start_apiserver(self):
@@ -488,7 +488,8 @@ class Devenv:
                     os.close(fd)
                 ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
                 ctx.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
-                conn = http.client.HTTPSConnection(NODE_IP, API_PORT, context=ctx, timeout=30)
+                conn = http.client.HTTPSConnection(self.state.get("api_ip", NODE_IP), API_PORT,
+                                                   context=ctx, timeout=30)
                 data = None if body is None else json.dumps(body)
                 headers = {"Accept": "application/json"}
                 if data is not None:
