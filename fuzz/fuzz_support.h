@@ -74,6 +74,21 @@ class Choices {
  private:
   std::uint64_t state_;
 };
+// The same text with letters and digits shifted by one ("az9" -> "ba0"), other bytes kept: a
+// value that must not follow its original into a message.
+inline std::string shifted(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'a' && c <= 'z') {
+      c = c == 'z' ? 'a' : static_cast<char>(c + 1);
+    } else if (c >= 'A' && c <= 'Z') {
+      c = c == 'Z' ? 'A' : static_cast<char>(c + 1);
+    } else if (c >= '0' && c <= '9') {
+      c = c == '9' ? '0' : static_cast<char>(c + 1);
+    }
+  }
+  return out;
+}
 
 // True when `text` holds a byte below 0x20 or DEL.
 inline bool hasControl(std::string_view text) {

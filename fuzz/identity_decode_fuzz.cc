@@ -39,6 +39,7 @@ namespace {
 
 using nlohmann::json;
 using nmi::fuzz::check;
+using nmi::fuzz::shifted;
 using nmi::identity::AssignedState;
 using nmi::identity::AzureAssignedIdentity;
 using nmi::identity::AzureIdentity;
@@ -302,21 +303,6 @@ void checkIdentityFields(const AzureIdentity& id, std::string_view input) {
 // ---- Errors ---------------------------------------------------------------------------------
 
 constexpr std::size_t kQuotable = 16;
-
-// The same text with letters and digits shifted by one ("az9" -> "ba0"), other bytes kept.
-std::string shifted(const std::string& s) {
-  std::string out = s;
-  for (char& c : out) {
-    if (c >= 'a' && c <= 'z') {
-      c = c == 'z' ? 'a' : static_cast<char>(c + 1);
-    } else if (c >= 'A' && c <= 'Z') {
-      c = c == 'Z' ? 'A' : static_cast<char>(c + 1);
-    } else if (c >= '0' && c <= '9') {
-      c = c == '9' ? '0' : static_cast<char>(c + 1);
-    }
-  }
-  return out;
-}
 
 // `doc` with every string value equal to `from` replaced by `to`.
 json replacedValues(const json& doc, const std::string& from, const std::string& to) {

@@ -27,6 +27,7 @@ namespace {
 
 using nlohmann::json;
 using nmi::fuzz::check;
+using nmi::fuzz::shifted;
 using nmi::identity::LocatedObject;
 
 constexpr std::size_t kMaxRoundTripObjects = 32;
@@ -131,21 +132,6 @@ void checkAccepted(const std::vector<LocatedObject>& objects, std::string_view i
   checkReadBack(sample,
                 "# the same List read as YAML\n" + json{{"kind", "List"}, {"items", sample}}.dump(),
                 "the objects written as a JSON List and read as YAML", input);
-}
-
-// The same text with letters and digits shifted by one ("az9" -> "ba0"), other bytes kept.
-std::string shifted(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'a' && c <= 'z') {
-      c = c == 'z' ? 'a' : static_cast<char>(c + 1);
-    } else if (c >= 'A' && c <= 'Z') {
-      c = c == 'Z' ? 'A' : static_cast<char>(c + 1);
-    } else if (c >= '0' && c <= '9') {
-      c = c == '9' ? '0' : static_cast<char>(c + 1);
-    }
-  }
-  return out;
 }
 
 void checkRefused(const nmi::Error& error, std::string_view input) {

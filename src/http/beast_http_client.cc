@@ -272,9 +272,11 @@ Task<Result<void>> writeAndRead(Stream& stream, beast::flat_buffer& buffer,
         buffer.prepare(std::size_t{16} << 10U), asio::redirect_error(asio::use_awaitable, ec));
     buffer.commit(n);
     if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
-      if (buffer.size() > 0) {
+      if (n > 0) {
         continue;  // parse what came with the end first
       }
+      // Bytes the reader left in the buffer cannot become more of the answer now: reading again
+      // would only meet the end again, at once, until the deadline.
       auto finished = reader.putEof();
       if (!finished) {
         co_return makeError(finished.error().code,

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/civil_time.h"
+
 namespace nmi::token {
 
 namespace {
@@ -97,54 +99,31 @@ StringField stringField(const Json& doc, const char* name) {
   return f;
 }
 
-// Reads min_digits..max_digits decimal digits from the front of `s`.
-std::optional<int> takeNumber(std::string_view& s, std::size_t min_digits, std::size_t max_digits) {
-  std::size_t n = 0;
-  int value = 0;
-  while (n < s.size() && n < max_digits && s[n] >= '0' && s[n] <= '9') {
-    value = value * 10 + (s[n] - '0');
-    ++n;
-  }
-  if (n < min_digits) {
-    return std::nullopt;
-  }
-  s.remove_prefix(n);
-  return value;
-}
-
-bool takeChar(std::string_view& s, char c) {
-  if (s.empty() || s.front() != c) {
-    return false;
-  }
-  s.remove_prefix(1);
-  return true;
-}
-
 // Go layouts "1/2/2006 15:04:05 PM -07:00" and "1/2/2006 15:04:05 -07:00" as time.Parse reads
 // them: month, day and hour take one or two digits, minutes and seconds exactly two; with PM an
 // hour below 12 gets 12 added, with AM hour 12 becomes 0.
 std::optional<std::int64_t> parseAdalDate(std::string_view s) {
-  const auto month = takeNumber(s, 1, 2);
+  const auto month = takeDigits(s, 1, 2);
   if (!month || !takeChar(s, '/')) {
     return std::nullopt;
   }
-  const auto day = takeNumber(s, 1, 2);
+  const auto day = takeDigits(s, 1, 2);
   if (!day || !takeChar(s, '/')) {
     return std::nullopt;
   }
-  const auto year = takeNumber(s, 4, 4);
+  const auto year = takeDigits(s, 4, 4);
   if (!year || !takeChar(s, ' ')) {
     return std::nullopt;
   }
-  auto hour = takeNumber(s, 1, 2);
+  auto hour = takeDigits(s, 1, 2);
   if (!hour || !takeChar(s, ':')) {
     return std::nullopt;
   }
-  const auto minute = takeNumber(s, 2, 2);
+  const auto minute = takeDigits(s, 2, 2);
   if (!minute || !takeChar(s, ':')) {
     return std::nullopt;
   }
-  const auto second = takeNumber(s, 2, 2);
+  const auto second = takeDigits(s, 2, 2);
   if (!second || !takeChar(s, ' ')) {
     return std::nullopt;
   }
@@ -163,11 +142,11 @@ std::optional<std::int64_t> parseAdalDate(std::string_view s) {
   }
   const int sign = s[0] == '-' ? -1 : 1;
   s.remove_prefix(1);
-  const auto off_h = takeNumber(s, 2, 2);
+  const auto off_h = takeDigits(s, 2, 2);
   if (!off_h || !takeChar(s, ':')) {
     return std::nullopt;
   }
-  const auto off_m = takeNumber(s, 2, 2);
+  const auto off_m = takeDigits(s, 2, 2);
   if (!off_m || !s.empty()) {
     return std::nullopt;
   }
@@ -175,30 +154,16 @@ std::optional<std::int64_t> parseAdalDate(std::string_view s) {
       *off_m > 59) {
     return std::nullopt;
   }
-  const std::chrono::year_month_day ymd{std::chrono::year{*year},
-                                        std::chrono::month{static_cast<unsigned>(*month)},
-                                        std::chrono::day{static_cast<unsigned>(*day)}};
-  if (!ymd.ok()) {
+  const auto local = civilToEpochSeconds(*year, *month, *day, *hour, *minute, *second);
+  if (!local) {
     return std::nullopt;
   }
-  const std::int64_t days = std::chrono::sys_days{ymd}.time_since_epoch().count();
-  const std::int64_t local =
-      days * 86400 + std::int64_t{*hour} * 3600 + std::int64_t{*minute} * 60 + *second;
   const std::int64_t offset = std::int64_t{*off_h} * 3600 + std::int64_t{*off_m} * 60;
-  const std::int64_t epoch = local - sign * offset;
+  const std::int64_t epoch = *local - sign * offset;
   if (epoch < 0 || epoch > kMaxEpochSeconds) {
     return std::nullopt;
   }
   return epoch;
-}
-
-// SystemTime counts nanoseconds in 64 bits, so its range ends on 2262-04-11. Epoch seconds past
-// that (up to kMaxEpochSeconds, 9999-12-31, which adal accepts) are clamped to its last second:
-// converting them would overflow.
-SystemTime toSystemTime(std::int64_t epoch_seconds) {
-  constexpr std::int64_t kLastSecond =
-      std::chrono::duration_cast<std::chrono::seconds>(SystemTime::duration::max()).count();
-  return fromUnixSeconds(std::min(epoch_seconds, kLastSecond));
 }
 
 std::string printable(std::string_view text, std::size_t max) {
@@ -286,13 +251,13 @@ Result<AccessToken> parseTokenResponse(std::string_view body, SystemTime now) {
   if (*expires_on <= now_s) {
     return malformed("token already expired");
   }
-  token.expires_on = toSystemTime(*expires_on);
+  token.expires_on = clampedSystemTime(*expires_on);
 
   const NumberField nbf = numberField(doc, "not_before", kMaxEpochSeconds);
   if (!nbf.valid) {
     return malformed("not_before is not a valid number");
   }
-  token.not_before = nbf.present ? toSystemTime(nbf.value) : toSystemTime(now_s);
+  token.not_before = nbf.present ? clampedSystemTime(nbf.value) : clampedSystemTime(now_s);
 
   const NumberField ext = numberField(doc, "ext_expires_in", kMaxLifetimeSeconds);
   if (!ext.valid) {

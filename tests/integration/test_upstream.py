@@ -37,7 +37,8 @@ class WindowsLikeUpstream:
     * The token endpoint answers a token naming the client_id asked for; every other answer's
       body names the request's `X-Probe` header, so a client that reads someone else's answer
       can tell.
-    * `/metadata/instance?slow=<s>` answers after s seconds.
+    * `/metadata/instance?slow=<s>` answers after s seconds; `cut=1` sends half a head and
+      closes the connection.
     Every request is logged with the number of the connection that carried it."""
 
     def __init__(self):
@@ -103,6 +104,10 @@ class WindowsLikeUpstream:
                     seq = self.counter
                     self.requests.append({"conn": number, "method": method, "target": target,
                                           "headers": headers, "body": body})
+                if "cut=1" in target:
+                    # Half a head, then the end of the connection: a crashed upstream.
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Len")
+                    return
                 c.sendall(self._answer(method, target, headers, seq))
                 if "late=1" in target:
                     # An answer nobody asked for, after a pause: a broken or hostile upstream.
@@ -224,6 +229,19 @@ def test_bytes_an_idle_upstream_connection_receives_are_never_an_answer(nmi, wor
             r = nmi.get("/metadata/versions", [("Metadata", "true"), ("X-Probe", tag)],
                         source=world["ip"]["b"])
             assert r.status == 200 and r.json()["probe"] == tag, r
+
+
+def test_an_answer_cut_short_by_the_upstream_is_a_502_at_once(nmi, world):
+    """An upstream that closes the connection in the middle of its head: the reader's leftover
+    bytes cannot become an answer, so nmi answers 502 (the upstream failed) instead of reading
+    the closed connection again until the proxy timeout (504)."""
+    for i in range(3):
+        r = nmi.get("/metadata/instance?api-version=2021-02-01&cut=1",
+                    [("Metadata", "true"), ("X-Probe", "cut-%d" % i)], source=world["ip"]["c"])
+        assert r.status == 502, r
+    r = nmi.get("/metadata/versions", [("Metadata", "true"), ("X-Probe", "after-cut")],
+                source=world["ip"]["c"])
+    assert r.status == 200 and r.json()["probe"] == "after-cut", r
 
 
 # --- seam 2 ----------------------------------------------------------------------------------

@@ -1,0 +1,36 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "common/clock.h"
+
+namespace nmi {
+
+// Pure helpers for parsers of written dates and times (Kubernetes' RFC 3339, adal's date forms).
+
+// Between min_digits and max_digits ASCII decimal digits from the front of `s` (as many as there
+// are, up to max_digits), consumed; nullopt, with `s` unchanged, when there are fewer than
+// min_digits. max_digits must be at most 9.
+std::optional<int> takeDigits(std::string_view& s, std::size_t min_digits, std::size_t max_digits);
+
+// Consumes `c` from the front of `s` when it is there.
+bool takeChar(std::string_view& s, char c);
+
+// Seconds since 1970-01-01T00:00:00Z of a UTC date and time of day; nullopt for a date that does
+// not exist (month 13, February 30). The time of day is not range-checked: callers decide which
+// fields they accept.
+std::optional<std::int64_t> civilToEpochSeconds(int year, int month, int day, int hour, int minute,
+                                                int second);
+
+// `epoch_seconds` as a SystemTime. SystemTime counts nanoseconds in 64 bits and ends on
+// 2262-04-11; later seconds (the written forms go to 9999) become its last second, which is as
+// far away for every use in nmi, instead of overflowing.
+SystemTime clampedSystemTime(std::int64_t epoch_seconds);
+
+// The last whole second SystemTime can hold.
+std::int64_t lastSystemTimeSecond();
+
+}  // namespace nmi
