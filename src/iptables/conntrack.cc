@@ -21,8 +21,8 @@ std::string firstLine(std::string_view text) {
 Command conntrackDeleteCommand(const std::string& ip, std::uint16_t port,
                                std::chrono::milliseconds timeout) {
   Command c;
-  c.argv = {"conntrack",         "-D", "-p", "tcp", "--orig-dst", ip, "--orig-port-dst",
-            std::to_string(port)};
+  c.argv = {"conntrack",          "-D",          "-p", "tcp", "--orig-dst", ip, "--orig-port-dst",
+            std::to_string(port), "--reply-src", ip};
   c.timeout = timeout;
   return c;
 }

@@ -11,7 +11,11 @@
 
 namespace nmi::iptables {
 
-// `conntrack -D -p tcp --orig-dst <ip> --orig-port-dst <port>`.
+// `conntrack -D -p tcp --orig-dst <ip> --orig-port-dst <port> --reply-src <ip>`: the flows that
+// reach the metadata address itself. A flow redirected by the DNAT answers from nmi's address
+// (its reply source is nmi's), so it is left alone: deleting it would cut a request in flight to
+// nmi (on a hand-over the new nmi's first pass ran beside the old one's live connections, and the
+// un-NATed answers of those flows were lost: requests timed out on the real node).
 Command conntrackDeleteCommand(const std::string& ip, std::uint16_t port,
                                std::chrono::milliseconds timeout);
 

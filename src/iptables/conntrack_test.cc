@@ -10,7 +10,8 @@ namespace {
 TEST(ConntrackTest, DeletesTcpEntriesToTheMetadataAddress) {
   const Command c = conntrackDeleteCommand("169.254.169.254", 80, std::chrono::seconds(3));
   EXPECT_EQ(c.argv, (std::vector<std::string>{"conntrack", "-D", "-p", "tcp", "--orig-dst",
-                                              "169.254.169.254", "--orig-port-dst", "80"}));
+                                              "169.254.169.254", "--orig-port-dst", "80",
+                                              "--reply-src", "169.254.169.254"}));
   EXPECT_EQ(c.timeout, std::chrono::seconds(3));
 }
 
