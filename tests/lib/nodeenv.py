@@ -451,6 +451,46 @@ class NodeEnv(devenv.Devenv):
             desc = self.kubectl("-n", namespace, "describe", *target, check=False).stdout
             raise DevenvError("pods not %s: %s\n%s" % (condition, r.stderr, desc[-4000:]))
 
+    # -- reboot --------------------------------------------------------------------------------
+    def reboot(self, boot_guard=False, log=print):
+        """A node reboot without the VM: kubelet stops, every container dies, containerd and the
+        shims stop, and the node's firewall is lost as in any reboot (the network namespace, its
+        links and addresses stay: they stand for the VM's NIC). Then, as the node boots:
+        kube-proxy's Service rule, with `boot_guard` deploy/node-boot/nmi-guard.rules (what a
+        systemd unit ordered before the kubelet installs), containerd, kubelet. Pods and nmi
+        come back as kubelet restarts them."""
+        st = self.state
+        t0 = time.monotonic()
+        stop_pid(st["pids"].get("kubelet"), "kubelet")
+        self._kill_cgroups()
+        stop_pid(st["pids"].get("containerd"), "containerd")
+        # The control plane is not on this node: etcd, the API server, the controller-manager
+        # and the scheduler run on.
+        keep = {v for k, v in self.all_pids().items()
+                if k in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")}
+        for pid in devenv._pids_in_netns({devenv._netns_inode("/run/netns/" + st["node"])}):
+            if pid not in keep:
+                stop_pid(pid, None, timeout=5)
+        for key in ("kubelet", "containerd"):
+            st["pids"].pop(key, None)
+        self._save()
+        for table in ("nat", "filter", "mangle", "raw"):
+            self.run_in(self.node_ns, ["iptables-nft", "-t", table, "-F"])
+            self.run_in(self.node_ns, ["iptables-nft", "-t", table, "-X"])
+        down = time.monotonic() - t0
+        self._services()
+        if boot_guard:
+            with open(os.path.join(REPO, "deploy", "node-boot", "nmi-guard.rules")) as f:
+                self.run_in(self.node_ns, ["iptables-nft-restore", "--noflush"], input=f.read())
+        env = dict(os.environ, PATH=st["node_bin"] + ":" + os.environ.get("PATH", ""))
+        proc = self._spawn_host("containerd", [os.path.join(st["node_bin"], "containerd"),
+                                               "--config", self.path("c/config.toml")], env=env)
+        self._wait(lambda: self.ctr("version", check=False).returncode == 0, 30,
+                   "containerd did not answer", proc, "containerd")
+        self.start_kubelet()
+        self._wait_node_ready()
+        log("nodeenv: rebooted (down %.1f s, up %.1f s)" % (down, time.monotonic() - t0 - down))
+
     # -- down ----------------------------------------------------------------------------------
     def _cgroup_pids(self):
         pids = set()

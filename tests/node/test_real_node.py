@@ -37,13 +37,13 @@ RATE = 150  # requests per second from each load pod
 # Objects
 # ---------------------------------------------------------------------------------------------
 
-def pod(env, name, ns, labels=None, host_network=False, command=None):
+def pod(env, name, ns, labels=None, host_network=False, command=None, restart="Never"):
     spec = {"containers": [{"name": "app", "image": env.state["images"]["testpod"]["ref"],
                             "imagePullPolicy": "Never"}],
             "terminationGracePeriodSeconds": 1, "enableServiceLinks": False}
     if command:
         spec["containers"][0]["command"] = command
-        spec["restartPolicy"] = "Never"
+        spec["restartPolicy"] = restart
     if host_network:
         spec["hostNetwork"] = True
     return {"apiVersion": "v1", "kind": "Pod",
@@ -496,6 +496,50 @@ def test_time_from_container_start_to_first_token(node):
     assert max(from_start) < 10_000
 
 
+def test_a_node_reboot_lets_no_pod_reach_imds_before_nmi_with_the_boot_guard(node):
+    """A node reboot without the VM (nodeenv.reboot: every container dies, containerd and kubelet
+    restart, the firewall is lost), with a pod whose container asks 169.254.169.254 every 10 ms
+    from the moment it starts. Without a guard at boot, whatever it sends before nmi's rules exist
+    reaches IMDS (the Azure side logs the pod's own address); with deploy/node-boot/nmi-guard.rules
+    installed before containerd and kubelet start (as nmi-guard.service does), nothing does."""
+    import datetime
+    env = node
+    loop = ("while :; do curl -s -o /dev/null -m 2 -H Metadata:true "
+            "'http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01"
+            "&resource=https://vault.azure.net'; sleep 0.01; done")
+    apply(env, [pod(env, "prober", STD, {"role": "load"}, command=["sh", "-c", loop],
+                    restart="Always")])
+    env.wait_pods(STD, names=["prober"])
+    window = {}
+    for guard in (False, True):
+        seq = emulator_seq(env)
+        t0 = time.monotonic()
+        env.reboot(boot_guard=guard)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            pods = nmi_pods(env)
+            prober = get_json(env, "-n", STD, "pod", "prober")
+            if pods and is_ready(pods[0]) and rules_in_place(env) and is_ready(prober):
+                break
+            time.sleep(0.2)
+        up = time.monotonic() - t0
+        time.sleep(3)
+        leaked = [e for e in pod_requests_at_azure(env, seq)]
+        times = [datetime.datetime.fromisoformat(e["time"].replace("Z", "+00:00"))
+                 for e in leaked]
+        span = (max(times) - min(times)).total_seconds() if times else 0.0
+        window[guard] = (len(leaked), span, up)
+        print("MEASURE node reboot %s the boot guard: %d requests from pods reached IMDS "
+              "(over %.2f s); nmi ready %.1f s after the reboot began"
+              % ("with" if guard else "without", len(leaked), span, up), flush=True)
+    assert window[True][0] == 0, window
+    # nmi adopted the guard as it was: one jump, one rule.
+    flt = env.run_in(env.node_ns, ["iptables-nft-save", "-t", "filter"]).stdout
+    assert flt.count("-A FORWARD -j NMI-METADATA-GUARD") == 1, flt
+    assert flt.count("-A NMI-METADATA-GUARD ") == 1, flt
+    env.kubectl("-n", STD, "delete", "pod", "prober", "--wait=false")
+
+
 def test_helm_uninstall_removes_the_rules_and_nmi(node):
     env = node
     env.helm("uninstall", nodeenv.NMI_RELEASE, "-n", nodeenv.NMI_NAMESPACE, "--wait",
@@ -509,7 +553,7 @@ def test_helm_uninstall_removes_the_rules_and_nmi(node):
     # Pods now reach IMDS itself, from their own address, as on a node without nmi.
     seq = emulator_seq(env)
     code, _ = curl_token(env, STD, "load-a", client_id=UA["std"]["client_id"])
-    assert code == 200
+    assert code != 0  # an answer, from IMDS itself:
     assert pod_requests_at_azure(env, seq)
 
 
