@@ -14,7 +14,7 @@ COMMON_CMAKE := -DPython3_EXECUTABLE=$(PYTHON)
 CTEST_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup kube configure build asan test test-release test-asan demo check tidy tsan coverage fuzz fuzz-configure fuzz-long bench bench-kube bench-dnat soak image clean
+.PHONY: all setup kube configure build asan test test-release test-asan demo demo-node check tidy tsan coverage fuzz fuzz-configure fuzz-long bench bench-kube bench-dnat soak image clean
 
 all: build
 
@@ -136,6 +136,13 @@ soak: build kube
 # iptables; a pod and the host fetch tokens (KEEP=1 keeps it running; scripts/devenv down).
 demo: build kube
 	BUILD_DIR=$(BUILD_DIR) scripts/demo
+
+# The same story on a real node: kubelet, containerd and the CNI bridge run the pods, nmi is
+# installed by its chart from its own image (scripts/demo-node).
+demo-node: build kube image
+	scripts/node-images pause >/dev/null
+	scripts/node-images testpod >/dev/null
+	BUILD_DIR=$(BUILD_DIR) scripts/demo-node
 
 # The container image, built with buildah from a debootstrap'd bookworm (no registry, no Docker
 # engine), checked inside, saved as $(BUILD_DIR)/nmi-image.tar. Not part of `make test`; installs
