@@ -96,7 +96,8 @@ class NodeEnv(devenv.Devenv):
     """One real node. `up()` brings it up; `down()` removes everything; the state is saved in
     <dir>/state.json so that a command line (scripts/node-testenv) can act on it later."""
 
-    def __init__(self, dir, prefix=None, emulator_binary=None, config=None, verbosity=4):
+    def __init__(self, dir, prefix=None, emulator_binary=None, config=None, verbosity=4,
+                 iptables="nft"):
         super().__init__(dir, prefix=prefix, nmi_binary="", emulator_binary=emulator_binary,
                          config=dict(config or devenv.default_config(), pods=[]),
                          verbosity=verbosity)
@@ -110,8 +111,33 @@ class NodeEnv(devenv.Devenv):
         st["cgroup_root"] = "/" + st["prefix"] + "node"
         st["containerd_sock"] = os.path.join(self.dir, "c", "containerd.sock")
         st["images"] = {}
+        # The node's iptables backend: what kubelet, the CNI plugins and kube-proxy's rule use
+        # (`iptables` on their PATH is that backend's), as on a node image built with it.
+        if iptables not in ("nft", "legacy"):
+            raise DevenvError("iptables backend must be nft or legacy")
+        st["iptables"] = iptables
 
     # -- commands --------------------------------------------------------------------------------
+    def ipt(self, tool="iptables"):
+        """A tool of the node's backend: ipt("iptables-save") -> iptables-legacy-save, ..."""
+        base, _, rest = tool.partition("-")
+        return "%s-%s%s" % (base, self.state["iptables"], "-" + rest if rest else "")
+
+    def daemon_env(self):
+        """PATH for kubelet and containerd (and so the CNI plugins): the node's binaries, and
+        `iptables` meaning the node's backend."""
+        st = self.state
+        d = self.path("ipt-bin")
+        if not os.path.isdir(d):
+            os.makedirs(d)
+            for base in ("iptables", "ip6tables"):
+                for suffix in ("", "-save", "-restore"):
+                    target = shutil.which("%s-%s%s" % (base, st["iptables"], suffix))
+                    if target:
+                        os.symlink(target, os.path.join(d, base + suffix))
+        return dict(os.environ, PATH="%s:%s:%s" % (st["node_bin"], d,
+                                                   os.environ.get("PATH", "")))
+
     def nsenter(self, argv):
         """argv in the node's network namespace only (host mounts and cgroups kept)."""
         self._check_ns(self.node_ns)
@@ -250,7 +276,8 @@ class NodeEnv(devenv.Devenv):
                  "-A PREROUTING -j NODEENV-SVC", "-A OUTPUT -j NODEENV-SVC",
                  "-A NODEENV-SVC -d %s/32 -p tcp --dport 443 -j DNAT --to-destination %s:%d"
                  % (SERVICE_IP, NODE_IP, API_PORT), "COMMIT", ""]
-        self.run_in(self.node_ns, ["iptables-nft-restore", "--noflush"], input="\n".join(rules))
+        self.run_in(self.node_ns, [self.ipt("iptables-restore"), "--noflush"],
+                    input="\n".join(rules))
 
     # -- containerd --------------------------------------------------------------------------------
     def _cgroup_dirs(self):
@@ -325,7 +352,7 @@ class NodeEnv(devenv.Devenv):
             ""])
         with open(os.path.join(c, "config.toml"), "w") as f:
             f.write(config)
-        env = dict(os.environ, PATH=st["node_bin"] + ":" + os.environ.get("PATH", ""))
+        env = self.daemon_env()
         proc = self._spawn_host("containerd", [os.path.join(st["node_bin"], "containerd"),
                                                "--config", os.path.join(c, "config.toml")],
                                 env=env)
@@ -416,7 +443,7 @@ class NodeEnv(devenv.Devenv):
 
     def start_kubelet(self):
         st = self.state
-        self._spawn_host("kubelet", st["kubelet_argv"])
+        self._spawn_host("kubelet", st["kubelet_argv"], env=self.daemon_env())
 
     def _start_controllers(self):
         st = self.state
@@ -474,15 +501,17 @@ class NodeEnv(devenv.Devenv):
         for key in ("kubelet", "containerd"):
             st["pids"].pop(key, None)
         self._save()
-        for table in ("nat", "filter", "mangle", "raw"):
-            self.run_in(self.node_ns, ["iptables-nft", "-t", table, "-F"])
-            self.run_in(self.node_ns, ["iptables-nft", "-t", table, "-X"])
+        for tool in ("iptables-nft", "iptables-legacy"):
+            for table in ("nat", "filter", "mangle", "raw"):
+                self.run_in(self.node_ns, [tool, "-t", table, "-F"], check=False)
+                self.run_in(self.node_ns, [tool, "-t", table, "-X"], check=False)
         down = time.monotonic() - t0
         self._services()
         if boot_guard:
             with open(os.path.join(REPO, "deploy", "node-boot", "nmi-guard.rules")) as f:
-                self.run_in(self.node_ns, ["iptables-nft-restore", "--noflush"], input=f.read())
-        env = dict(os.environ, PATH=st["node_bin"] + ":" + os.environ.get("PATH", ""))
+                self.run_in(self.node_ns, [self.ipt("iptables-restore"), "--noflush"],
+                            input=f.read())
+        env = self.daemon_env()
         proc = self._spawn_host("containerd", [os.path.join(st["node_bin"], "containerd"),
                                                "--config", self.path("c/config.toml")], env=env)
         self._wait(lambda: self.ctr("version", check=False).returncode == 0, 30,

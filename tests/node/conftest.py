@@ -30,7 +30,8 @@ def image_ref(archive):
 def node():
     if os.geteuid() != 0:
         pytest.fail("the real node needs root (make test runs as root)")
-    missing = [p for p in ("ip", "nsenter", "iptables-nft", "iptables-nft-save", "runc", "tar")
+    missing = [p for p in ("ip", "nsenter", "iptables-nft", "iptables-nft-save", "iptables-legacy",
+                           "iptables-legacy-save", "runc", "tar")
                if shutil.which(p) is None]
     if missing:
         pytest.fail("missing programs (scripts/setup installs them): %s" % " ".join(missing))
@@ -42,7 +43,8 @@ def node():
     d = tempfile.mkdtemp(prefix="nmi-rn-%d-" % os.getpid())
     os.rmdir(d)
     env = nodeenv.NodeEnv(d, prefix=prefix, emulator_binary=os.environ["NMI_EMULATOR"],
-                          config={"pods": [], "user_assigned": list(UA.values()), "apps": []})
+                          config={"pods": [], "user_assigned": list(UA.values()), "apps": []},
+                          iptables=os.environ.get("NMI_NODE_IPTABLES", "nft"))
     up = env.up()
     print("MEASURE node_up = %.1f s (%s)" % (up, env.state["up_times"]), flush=True)
     try:

@@ -81,7 +81,7 @@ def is_ready(p):
 
 
 def rules_in_place(env):
-    out = env.run_in(env.node_ns, ["iptables-nft-save", "-t", "nat"]).stdout
+    out = env.run_in(env.node_ns, [env.ipt("iptables-save"), "-t", "nat"]).stdout
     return "-A PREROUTING -j NMI-METADATA" in out and \
         "-d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j DNAT" in out
 
@@ -314,6 +314,20 @@ def nmi_process(env):
     raise AssertionError("no nmi process in the node's network namespace")
 
 
+def test_nmi_follows_the_nodes_iptables_backend(node):
+    """The image carries both backends and picks the node's (--iptables-backend=auto): its rules
+    are in the tables kubelet and the CNI plugins use, and none are in the other backend's."""
+    env = node
+    backend = env.state["iptables"]
+    other = "legacy" if backend == "nft" else "nft"
+    log = env.kubectl("-n", nodeenv.NMI_NAMESPACE, "logs", "-l", NMI_LABEL, "--tail", "-1").stdout
+    assert "iptables backend=%s" % backend in log, log[-3000:]
+    assert rules_in_place(env)
+    for table in ("nat", "filter"):
+        out = env.run_in(env.node_ns, ["iptables-%s-save" % other, "-t", table]).stdout
+        assert "NMI-METADATA" not in out, (other, table, out)
+
+
 def test_standard_mode_real_containers_get_their_own_identity(node):
     env = node
     seq = emulator_seq(env)
@@ -534,7 +548,7 @@ def test_a_node_reboot_lets_no_pod_reach_imds_before_nmi_with_the_boot_guard(nod
               % ("with" if guard else "without", len(leaked), span, up), flush=True)
     assert window[True][0] == 0, window
     # nmi adopted the guard as it was: one jump, one rule.
-    flt = env.run_in(env.node_ns, ["iptables-nft-save", "-t", "filter"]).stdout
+    flt = env.run_in(env.node_ns, [env.ipt("iptables-save"), "-t", "filter"]).stdout
     assert flt.count("-A FORWARD -j NMI-METADATA-GUARD") == 1, flt
     assert flt.count("-A NMI-METADATA-GUARD ") == 1, flt
     env.kubectl("-n", STD, "delete", "pod", "prober", "--wait=false")
@@ -548,7 +562,7 @@ def test_helm_uninstall_removes_the_rules_and_nmi(node):
     while time.monotonic() < deadline and (nmi_pods(env) or rules_in_place(env)):
         time.sleep(0.2)
     assert not nmi_pods(env)
-    nat = env.run_in(env.node_ns, ["iptables-nft-save", "-t", "nat"]).stdout
+    nat = env.run_in(env.node_ns, [env.ipt("iptables-save"), "-t", "nat"]).stdout
     assert "NMI-METADATA" not in nat, nat
     # Pods now reach IMDS itself, from their own address, as on a node without nmi.
     seq = emulator_seq(env)
