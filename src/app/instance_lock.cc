@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <system_error>
 #include <utility>
 
 #include <boost/asio/co_spawn.hpp>
@@ -245,7 +246,10 @@ InstanceLock::InstanceLock(asio::io_context& io, std::uint16_t port, InstanceIde
 
 InstanceLock::~InstanceLock() {
   error_code ec;
-  state_->timer.cancel();
+  try {
+    state_->timer.cancel();
+  } catch (const boost::system::system_error&) {  // cancel() reports failures by throwing
+  }
   state_->acceptor.close(ec);
   state_->next_acceptor.close(ec);
 }
@@ -269,7 +273,8 @@ void InstanceLock::announceSuccessor() {
   const int fd = bindAbstract(successorName(state_->port));
   if (fd < 0) {
     logger("nmi")->info("another successor announced itself on @{} ({}); not announcing",
-                        successorName(state_->port), std::strerror(errno));
+                        successorName(state_->port),
+                        std::error_code(errno, std::system_category()).message());
     return;
   }
   asio::post(state_->next_strand, [state = state_, fd] {
@@ -303,8 +308,9 @@ Result<void> InstanceLock::acquire(std::chrono::milliseconds retry) {
       return {};
     }
     if (errno != EADDRINUSE) {
-      return makeError(ErrorCode::Unavailable, fmt::format("cannot create the port lock @{}: {}",
-                                                           lock_name, std::strerror(errno)));
+      return makeError(ErrorCode::Unavailable,
+                       fmt::format("cannot create the port lock @{}: {}", lock_name,
+                                   std::error_code(errno, std::system_category()).message()));
     }
     const std::optional<InstanceIdentity> holder = askHolder(lock_name);
     if (!holder && attempt < 2) {
