@@ -9,7 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "config/config_test_util.h"
+#include "tests/fakes/config_test_util.h"
 
 namespace nmi::config {
 namespace {

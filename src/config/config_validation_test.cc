@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "config/config.h"
-#include "config/config_test_util.h"
+#include "tests/fakes/config_test_util.h"
 
 namespace nmi::config {
 namespace {

@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "iptables/test_samples.h"
 #include "tests/fakes/fake_command_runner.h"
+#include "tests/fakes/iptables_samples.h"
 
 namespace nmi::iptables {
 namespace {

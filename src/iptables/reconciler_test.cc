@@ -10,8 +10,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include "iptables/test_samples.h"
 #include "tests/fakes/fake_command_runner.h"
+#include "tests/fakes/iptables_samples.h"
 
 namespace nmi::iptables {
 namespace {

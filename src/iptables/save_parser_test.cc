@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "iptables/test_samples.h"
+#include "tests/fakes/iptables_samples.h"
 
 namespace nmi::iptables {
 namespace {

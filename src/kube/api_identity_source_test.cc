@@ -15,8 +15,8 @@
 
 #include "common/base64.h"
 #include "common/log.h"
-#include "kube/fake_api_transport.h"
 #include "metrics/nmi_metrics.h"
+#include "tests/fakes/fake_api_transport.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/run_sync.h"
 

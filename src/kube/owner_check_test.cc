@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "kube/fake_api_transport.h"
+#include "tests/fakes/fake_api_transport.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/run_sync.h"
 

@@ -13,8 +13,8 @@
 
 #include "common/log.h"
 #include "kube/crd_cache.h"
-#include "kube/fake_api_transport.h"
 #include "kube/pod_cache.h"
+#include "tests/fakes/fake_api_transport.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/run_sync.h"
 

@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "common/base64.h"
-#include "kube/fake_api_transport.h"
+#include "tests/fakes/fake_api_transport.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/run_sync.h"
 

@@ -12,8 +12,8 @@
 #include "common/base64.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_http_client.h"
+#include "tests/fakes/fake_sleeper.h"
 #include "tests/fakes/run_sync.h"
-#include "token/fake_sleeper.h"
 
 namespace nmi::token {
 namespace {
