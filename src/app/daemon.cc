@@ -349,7 +349,8 @@ int runDaemon(const config::Config& config) {
   const int threads = std::max(1, config.server.io_threads);
   asio::io_context io(threads);
   // One nmi per port on a node, except for a hand-over within the same DaemonSet.
-  InstanceLock port_lock(io, config.server.port, instanceIdentity(config));
+  const InstanceIdentity me = instanceIdentity(config);
+  InstanceLock port_lock(io, config.server.port, me);
   if (auto locked = port_lock.acquire(); !locked) {
     log->error("refusing to start on port {}: {}", config.server.port, locked.error().message);
     return 1;
@@ -551,10 +552,13 @@ int runDaemon(const config::Config& config) {
 
   // A hand-over successor (the lock is held by the previous nmi) tells it once it serves: rules in
   // place and caches synced, as /readyz says.
-  asio::steady_timer announce_timer(io);
+  // The announcement and the SIGTERM sequence share one strand: the sequence cancels the
+  // announcement's timer.
+  auto control = asio::make_strand(io);
+  asio::steady_timer announce_timer(control);
   if (!port_lock.held()) {
     asio::co_spawn(
-        io,
+        control,
         [&]() -> Task<void> {
           while (!readiness.failures().empty()) {
             announce_timer.expires_after(std::chrono::milliseconds(100));
@@ -573,14 +577,14 @@ int runDaemon(const config::Config& config) {
   // on this node serves (up to --handover-wait-sec), then stop accepting, let requests in flight
   // finish (up to the grace period), then stop everything.
   asio::signal_set signals(io, SIGTERM, SIGINT);
-  asio::steady_timer handover_timer(io);
+  asio::steady_timer handover_timer(control);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) {
       return;
     }
     log->info("received signal {}, draining", signal);
     asio::co_spawn(
-        asio::make_strand(io),
+        control,
         [&]() -> Task<void> {
           if (owner) {
             // First, while nmi's credentials may still be valid; bounded (2 s).
@@ -590,7 +594,7 @@ int runDaemon(const config::Config& config) {
             owner->stop();
           }
           announce_timer.cancel();
-          if (shouldAwaitSuccessor(config, instanceIdentity(config), exit_decision)) {
+          if (shouldAwaitSuccessor(config, me, exit_decision)) {
             co_await awaitSuccessor(port_lock, handover_timer, config.server.handover_wait, *log);
           }
           co_await server.drain(config.server.shutdown_grace);

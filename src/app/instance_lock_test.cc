@@ -67,6 +67,16 @@ TEST(InstanceIdentityLine, RoundTripsAndRefusesWhatIsNotOne) {
             (InstanceIdentity{"d", "n", "v", 1, ""}));
 }
 
+// Waits up to 3 s for `done`; returns its last value.
+template <typename Pred>
+bool eventually(Pred done) {
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  return done();
+}
+
 // A port of our own for each run: the lock lives in the network namespace.
 std::uint16_t randomPort() {
   std::random_device rd;
@@ -103,11 +113,7 @@ TEST(InstanceLock, AHandOverTakesTheLockWhenTheHolderLeaves) {
   ASSERT_TRUE(second.acquire(20ms));
   EXPECT_FALSE(second.held());
   boost::asio::post(io, [&first] { first.reset(); });
-  const auto deadline = std::chrono::steady_clock::now() + 3s;
-  while (!second.held() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  EXPECT_TRUE(second.held());
+  EXPECT_TRUE(eventually([&] { return second.held(); }));
   // A third, from elsewhere, now meets the second as the holder.
   InstanceLock third(io, port, id("other/nmi", "node-1", 300));
   auto refused = third.acquire();
@@ -148,31 +154,15 @@ TEST(InstanceLock, ASuccessorThatServesSaysSoUntilItHoldsTheLock) {
   ASSERT_TRUE(second.acquire(20ms));
   EXPECT_FALSE(first->successorServing());  // started, not serving yet
   second.announceSuccessor();
-  auto deadline = std::chrono::steady_clock::now() + 3s;
-  while (!first->successorServing() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  EXPECT_TRUE(first->successorServing());
+  EXPECT_TRUE(eventually([&] { return first->successorServing(); }));
   boost::asio::post(io, [&first] { first.reset(); });
-  deadline = std::chrono::steady_clock::now() + 3s;
-  while (!second.held() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  ASSERT_TRUE(second.held());
+  ASSERT_TRUE(eventually([&] { return second.held(); }));
   // Holding the lock, it frees "-next" for the hand-over after it.
   InstanceLock third(io, port, id("kube-system/nmi", "node-1", 300));
   ASSERT_TRUE(third.acquire(20ms));
-  deadline = std::chrono::steady_clock::now() + 3s;
-  while (second.successorServing() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  EXPECT_FALSE(second.successorServing());
+  EXPECT_TRUE(eventually([&] { return !second.successorServing(); }));
   third.announceSuccessor();
-  deadline = std::chrono::steady_clock::now() + 3s;
-  while (!second.successorServing() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  EXPECT_TRUE(second.successorServing());
+  EXPECT_TRUE(eventually([&] { return second.successorServing(); }));
   io.stop();
   runner.join();
 }
