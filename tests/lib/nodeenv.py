@@ -352,10 +352,13 @@ class NodeEnv(devenv.Devenv):
             ""])
         with open(os.path.join(c, "config.toml"), "w") as f:
             f.write(config)
-        env = self.daemon_env()
-        proc = self._spawn_host("containerd", [os.path.join(st["node_bin"], "containerd"),
-                                               "--config", os.path.join(c, "config.toml")],
-                                env=env)
+        self.start_containerd()
+
+    def start_containerd(self):
+        """containerd with the configuration `up` wrote; returns once it answers."""
+        proc = self._spawn_host("containerd", [os.path.join(self.state["node_bin"], "containerd"),
+                                               "--config", self.path("c/config.toml")],
+                                env=self.daemon_env())
         self._wait(lambda: self.ctr("version", check=False).returncode == 0, 30,
                    "containerd did not answer", proc, "containerd")
 
@@ -511,11 +514,7 @@ class NodeEnv(devenv.Devenv):
             with open(os.path.join(REPO, "deploy", "node-boot", "nmi-guard.rules")) as f:
                 self.run_in(self.node_ns, [self.ipt("iptables-restore"), "--noflush"],
                             input=f.read())
-        env = self.daemon_env()
-        proc = self._spawn_host("containerd", [os.path.join(st["node_bin"], "containerd"),
-                                               "--config", self.path("c/config.toml")], env=env)
-        self._wait(lambda: self.ctr("version", check=False).returncode == 0, 30,
-                   "containerd did not answer", proc, "containerd")
+        self.start_containerd()
         self.start_kubelet()
         self._wait_node_ready()
         log("nodeenv: rebooted (down %.1f s, up %.1f s)" % (down, time.monotonic() - t0 - down))
