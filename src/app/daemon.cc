@@ -541,15 +541,6 @@ int runDaemon(const config::Config& config) {
   }
   log->info("serving nmi={} probe={} metrics={}", server.localEndpoint().port(),
             probe_server.localEndpoint().port(), metrics_server.localEndpoint().port());
-  // SO_REUSEPORT hand-over during a rolling update: without net.ipv4.tcp_migrate_req the
-  // connections still queued on this listener when it closes are reset (clients retry).
-  if (auto migrate = iptables::readSmallFile("/proc/sys/net/ipv4/tcp_migrate_req");
-      migrate && migrate->rfind('0', 0) == 0) {
-    log->info(
-        "net.ipv4.tcp_migrate_req is 0: on hand-over to a new nmi, connections queued on this "
-        "listener are reset rather than migrated");
-  }
-
   // A hand-over successor (the lock is held by the previous nmi) tells it once it serves: rules in
   // place and caches synced, as /readyz says.
   // The announcement and the SIGTERM sequence share one strand: the sequence cancels the
@@ -568,9 +559,20 @@ int runDaemon(const config::Config& config) {
               co_return;
             }
           }
+          // New connections to this listener only from now on: the previous nmi is about to close
+          // its own, and what is queued on a listener when it closes is reset. Undone once the
+          // previous nmi has gone (onTaken below).
+          if (auto steered = port_lock.held() ? Result<void>{} : server.preferThisListener();
+              !steered) {
+            log->warn(
+                "{} (connections queued on the previous nmi when it closes are reset unless "
+                "net.ipv4.tcp_migrate_req is 1)",
+                steered.error().message);
+          }
           port_lock.announceSuccessor();
         },
         asio::detached);
+    port_lock.onTaken([&server] { server.clearListenerPreference(); });
   }
 
   // SIGTERM/SIGINT: unless nmi is being uninstalled, keep serving until the DaemonSet's next nmi

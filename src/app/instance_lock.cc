@@ -224,6 +224,9 @@ struct InstanceLock::State : std::enable_shared_from_this<State> {
       if (fd >= 0) {
         logger("nmi")->info("the previous nmi on port {} has gone: port lock taken", self->port);
         self->serve(fd);
+        if (self->on_taken) {
+          self->on_taken();
+        }
         co_return;
       }
     }
@@ -239,6 +242,7 @@ struct InstanceLock::State : std::enable_shared_from_this<State> {
   asio::steady_timer timer;
   std::atomic<bool> held{false};
   std::atomic<bool> announced{false};
+  std::function<void()> on_taken;
 };
 
 InstanceLock::InstanceLock(asio::io_context& io, std::uint16_t port, InstanceIdentity mine)
@@ -252,6 +256,10 @@ InstanceLock::~InstanceLock() {
   }
   state_->acceptor.close(ec);
   state_->next_acceptor.close(ec);
+}
+
+void InstanceLock::onTaken(std::function<void()> callback) {
+  state_->on_taken = std::move(callback);
 }
 
 std::string InstanceLock::name(std::uint16_t port) {

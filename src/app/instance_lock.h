@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,6 +75,10 @@ class InstanceLock {
 
   // Whether this process holds the lock now.
   bool held() const;
+
+  // Called once, on the event loop, when this process (a hand-over successor) takes the lock
+  // because the previous nmi has gone. Set before the event loop runs.
+  void onTaken(std::function<void()> callback);
 
   // A hand-over successor that serves (its rules in place, its caches synced) says so, so that
   // the holder, told to stop, drains only once someone else answers pods (a `kubectl delete pod`

@@ -1,5 +1,6 @@
 #include "http/server.h"
 
+#include <linux/filter.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -159,6 +160,31 @@ tcp::endpoint Server::localEndpoint() const {
 
 void Server::start() {
   asio::co_spawn(acceptor_->get_executor(), acceptLoop(), asio::detached);
+}
+
+Result<void> Server::preferThisListener() {
+  if (!acceptor_) {
+    return makeError(ErrorCode::Unavailable, name_ + ": not listening");
+  }
+  // One instruction: return 1, the index of the group's second socket.
+  std::array<sock_filter, 1> code{{BPF_STMT(BPF_RET | BPF_K, 1)}};  // NOLINT(hicpp-signed-bitwise)
+  const sock_fprog program{static_cast<unsigned short>(code.size()), code.data()};
+  if (::setsockopt(acceptor_->native_handle(), SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program,
+                   sizeof program) != 0) {
+    return makeError(ErrorCode::Unavailable,
+                     fmt::format("{}: cannot steer new connections to this listener: {}", name_,
+                                 error_code(errno, boost::system::system_category()).message()));
+  }
+  return {};
+}
+
+void Server::clearListenerPreference() {
+  if (acceptor_) {
+    const int unused = 0;
+    // Fails with ENOENT when no program is attached: nothing to undo.
+    (void)::setsockopt(acceptor_->native_handle(), SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused,
+                       sizeof unused);
+  }
 }
 
 std::size_t Server::connectionCount() const {

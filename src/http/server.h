@@ -90,6 +90,17 @@ class Server {
   boost::asio::ip::tcp::endpoint localEndpoint() const;
   // Starts accepting.
   void start();
+  // Hand-over (SO_REUSEPORT), for the next nmi while the previous one still listens on the same
+  // port: new connections go to this listener only, so that none is queued on the one about to
+  // close (closing a listener resets what is queued on it unless net.ipv4.tcp_migrate_req is 1).
+  // A classic BPF program on the port's reuseport group picks the group's second socket, which
+  // during a hand-over is this one (the kernel appends sockets to the group in bind order, the
+  // previous nmi's first); with a single socket, or if the program picks none, the kernel falls
+  // back to its hash. Errors: Unavailable (no listener, or the kernel refuses the program).
+  Result<void> preferThisListener();
+  // Removes that program from the group (the previous nmi has gone), so that the next hand-over
+  // starts from the kernel's hash again.
+  void clearListenerPreference();
   // Stops accepting, closes idle connections, lets requests in flight finish (their responses
   // carry Connection: close), and after `grace` closes whatever is left. Completes when every
   // connection is gone.
