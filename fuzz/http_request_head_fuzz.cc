@@ -36,9 +36,9 @@
 
 #include "fuzz_support.h"
 #include "http/request_head.h"
-#include "http/request_target.h"
-#include "http/route.h"
 #include "http_support.h"
+#include "imds/request_target.h"
+#include "imds/route.h"
 
 namespace {
 
@@ -184,9 +184,9 @@ void checkAccepted(const Inspection& got, std::string_view bytes, const ServerLi
   check(got.used == head->size + framed, "used is not the head plus the framed body", input);
 
   // What the handlers do first with the target: no crash, whatever it is.
-  const auto canonical = nmi::http::canonicalizeTarget(request.target());
+  const auto canonical = nmi::imds::canonicalizeTarget(request.target());
   if (canonical) {
-    check(!nmi::http::routeName(nmi::http::classifyRoute(*canonical)).empty(),
+    check(!nmi::imds::routeName(nmi::imds::classifyRoute(*canonical)).empty(),
           "a route without a name", input);
   }
 }

@@ -1,4 +1,4 @@
-// libFuzzer target for the decoders of Kubernetes objects (identity/decode.h): Pod,
+// libFuzzer target for the decoders of Kubernetes objects (kube/decode.h): Pod,
 // AzureIdentity, AzureIdentityBinding, AzureAssignedIdentity, AzurePodIdentityException, Secret.
 // The input is parsed as JSON and given to every decoder. Aborts when one of these does not hold:
 //   * round trip: an accepted object, written back as JSON by an encoder of this file, decodes to
@@ -31,9 +31,9 @@
 #include <nlohmann/json.hpp>
 
 #include "fuzz_support.h"
-#include "identity/decode.h"
 #include "identity/types.h"
 #include "json_support.h"
+#include "kube/decode.h"
 
 namespace {
 
@@ -45,10 +45,10 @@ using nmi::identity::AzureAssignedIdentity;
 using nmi::identity::AzureIdentity;
 using nmi::identity::AzureIdentityBinding;
 using nmi::identity::AzurePodIdentityException;
-using nmi::identity::kMaxStringBytes;
-using nmi::identity::ObjectMeta;
 using nmi::identity::PodInfo;
 using nmi::identity::SecretData;
+using nmi::kube::kMaxStringBytes;
+using nmi::kube::ObjectMeta;
 
 // ---- Encoders: the JSON an API server would send for a decoded value ------------------------
 
@@ -111,7 +111,7 @@ json encodePod(const PodInfo& pod) {
 json encodeIdentity(const AzureIdentity& id) {
   json metadata = metadataOf(id.ns, id.name);
   if (id.namespaced) {
-    metadata["annotations"] = {{std::string(nmi::identity::kNamespacedAnnotation), "namespaced"}};
+    metadata["annotations"] = {{std::string(nmi::kube::kNamespacedAnnotation), "namespaced"}};
   }
   return json{{"kind", "AzureIdentity"},
               {"metadata", metadata},
@@ -246,7 +246,7 @@ void checkMeta(const std::string& ns, const std::string& name, const nmi::Result
 }
 
 void checkLabels(const std::map<std::string, std::string>& labels, std::string_view input) {
-  check(labels.size() <= nmi::identity::kMaxLabels, "more than kMaxLabels labels", input);
+  check(labels.size() <= nmi::kube::kMaxLabels, "more than kMaxLabels labels", input);
   for (const auto& [key, value] : labels) {
     checkString(key, input);
     checkString(value, input);
@@ -272,18 +272,18 @@ void checkPod(const PodInfo& pod, const nmi::Result<ObjectMeta>& meta, std::stri
     checkString(*s, input);
   }
   checkLabels(pod.labels, input);
-  check(pod.owners.size() <= nmi::identity::kMaxOwnerReferences, "too many owners", input);
+  check(pod.owners.size() <= nmi::kube::kMaxOwnerReferences, "too many owners", input);
   for (const auto& owner : pod.owners) {
     checkString(owner.kind, input);
     checkString(owner.name, input);
   }
-  check(pod.ips.size() <= nmi::identity::kMaxPodIps, "more than kMaxPodIps addresses", input);
+  check(pod.ips.size() <= nmi::kube::kMaxPodIps, "more than kMaxPodIps addresses", input);
   const std::set<std::string> unique(pod.ips.begin(), pod.ips.end());
   check(unique.size() == pod.ips.size(), "a pod IP is listed twice", input);
   for (const auto& ip : pod.ips) {
     check(isPrintedAddress(ip), "a pod IP is not an address in inet_ntop's form", input);
   }
-  const auto again = nmi::identity::decodePod(encodePod(pod));
+  const auto again = nmi::kube::decodePod(encodePod(pod));
   check(again.has_value() && *again == pod, "a re-encoded Pod does not decode to itself", input);
 }
 
@@ -292,7 +292,7 @@ void checkIdentityFields(const AzureIdentity& id, std::string_view input) {
                                &id.client_password.name, &id.client_password.ns}) {
     checkString(*s, input);
   }
-  check(id.auxiliary_tenant_ids.size() <= nmi::identity::kMaxAuxiliaryTenants,
+  check(id.auxiliary_tenant_ids.size() <= nmi::kube::kMaxAuxiliaryTenants,
         "more than kMaxAuxiliaryTenants tenants", input);
   for (const auto& tenant : id.auxiliary_tenant_ids) {
     checkString(tenant, input);
@@ -359,62 +359,60 @@ bool accepted(const nmi::Result<T>& result, Decode decode, const json& doc,
 }
 
 void checkAll(const json& doc, std::string_view input) {
-  const auto meta = nmi::identity::decodeObjectMeta(doc);
+  const auto meta = nmi::kube::decodeObjectMeta(doc);
   if (!meta) {
-    checkError(meta.error(), nmi::identity::decodeObjectMeta, doc, input);
+    checkError(meta.error(), nmi::kube::decodeObjectMeta, doc, input);
   }
 
-  if (const auto pod = nmi::identity::decodePod(doc);
-      accepted(pod, nmi::identity::decodePod, doc, input)) {
+  if (const auto pod = nmi::kube::decodePod(doc); accepted(pod, nmi::kube::decodePod, doc, input)) {
     checkPod(*pod, meta, input);
   }
-  if (const auto id = nmi::identity::decodeAzureIdentity(doc);
-      accepted(id, nmi::identity::decodeAzureIdentity, doc, input)) {
+  if (const auto id = nmi::kube::decodeAzureIdentity(doc);
+      accepted(id, nmi::kube::decodeAzureIdentity, doc, input)) {
     checkMeta(id->ns, id->name, meta, input);
     checkIdentityFields(*id, input);
-    const auto again = nmi::identity::decodeAzureIdentity(encodeIdentity(*id));
+    const auto again = nmi::kube::decodeAzureIdentity(encodeIdentity(*id));
     check(again.has_value() && *again == *id,
           "a re-encoded AzureIdentity does not decode to itself", input);
   }
-  if (const auto binding = nmi::identity::decodeAzureIdentityBinding(doc);
-      accepted(binding, nmi::identity::decodeAzureIdentityBinding, doc, input)) {
+  if (const auto binding = nmi::kube::decodeAzureIdentityBinding(doc);
+      accepted(binding, nmi::kube::decodeAzureIdentityBinding, doc, input)) {
     checkMeta(binding->ns, binding->name, meta, input);
     checkString(binding->azure_identity, input);
     checkString(binding->selector, input);
-    const auto again = nmi::identity::decodeAzureIdentityBinding(encodeBinding(*binding));
+    const auto again = nmi::kube::decodeAzureIdentityBinding(encodeBinding(*binding));
     check(again.has_value() && *again == *binding,
           "a re-encoded AzureIdentityBinding does not decode to itself", input);
   }
-  if (const auto assigned = nmi::identity::decodeAzureAssignedIdentity(doc);
-      accepted(assigned, nmi::identity::decodeAzureAssignedIdentity, doc, input)) {
+  if (const auto assigned = nmi::kube::decodeAzureAssignedIdentity(doc);
+      accepted(assigned, nmi::kube::decodeAzureAssignedIdentity, doc, input)) {
     checkMeta(assigned->ns, assigned->name, meta, input);
     checkIdentityFields(assigned->identity, input);
     for (const std::string* s : {&assigned->binding.azure_identity, &assigned->binding.selector,
                                  &assigned->pod, &assigned->pod_namespace, &assigned->node_name}) {
       checkString(*s, input);
     }
-    const auto again = nmi::identity::decodeAzureAssignedIdentity(encodeAssigned(*assigned));
+    const auto again = nmi::kube::decodeAzureAssignedIdentity(encodeAssigned(*assigned));
     check(again.has_value() && *again == *assigned,
           "a re-encoded AzureAssignedIdentity does not decode to itself", input);
   }
-  if (const auto exception = nmi::identity::decodeAzurePodIdentityException(doc);
-      accepted(exception, nmi::identity::decodeAzurePodIdentityException, doc, input)) {
+  if (const auto exception = nmi::kube::decodeAzurePodIdentityException(doc);
+      accepted(exception, nmi::kube::decodeAzurePodIdentityException, doc, input)) {
     checkMeta(exception->ns, exception->name, meta, input);
     checkLabels(exception->pod_labels, input);
-    const auto again = nmi::identity::decodeAzurePodIdentityException(encodeException(*exception));
+    const auto again = nmi::kube::decodeAzurePodIdentityException(encodeException(*exception));
     check(again.has_value() && *again == *exception,
           "a re-encoded AzurePodIdentityException does not decode to itself", input);
   }
-  if (const auto secret = nmi::identity::decodeSecret(doc);
-      accepted(secret, nmi::identity::decodeSecret, doc, input)) {
+  if (const auto secret = nmi::kube::decodeSecret(doc);
+      accepted(secret, nmi::kube::decodeSecret, doc, input)) {
     check(meta.has_value(), "a Secret without a name is accepted", input);
-    check(secret->data.size() <= 2 * nmi::identity::kMaxSecretKeys, "too many Secret keys", input);
+    check(secret->data.size() <= 2 * nmi::kube::kMaxSecretKeys, "too many Secret keys", input);
     for (const auto& [key, value] : secret->data) {
       checkString(key, input);
-      check(value.size() <= nmi::identity::kMaxSecretValueBytes, "a Secret value is too long",
-            input);
+      check(value.size() <= nmi::kube::kMaxSecretValueBytes, "a Secret value is too long", input);
     }
-    const auto again = nmi::identity::decodeSecret(encodeSecret(*secret, *meta));
+    const auto again = nmi::kube::decodeSecret(encodeSecret(*secret, *meta));
     check(again.has_value() && again->data == secret->data,
           "a re-encoded Secret does not decode to itself", input);
   }

@@ -1,4 +1,4 @@
-// libFuzzer target for the identity-file reader (identity/file_parse.h): JSON or YAML text, one or
+// libFuzzer target for the identity-file reader (kube/file_parse.h): JSON or YAML text, one or
 // more objects or Lists. Aborts when one of these does not hold:
 //   * every object found is a JSON object with a location, nested at most kMaxNestingDepth levels,
 //     and there are at most kMaxIdentityFileObjects of them;
@@ -20,15 +20,15 @@
 #include <nlohmann/json.hpp>
 
 #include "fuzz_support.h"
-#include "identity/file_parse.h"
 #include "json_support.h"
+#include "kube/file_parse.h"
 
 namespace {
 
 using nlohmann::json;
 using nmi::fuzz::check;
 using nmi::fuzz::shifted;
-using nmi::identity::LocatedObject;
+using nmi::kube::LocatedObject;
 
 constexpr std::size_t kMaxRoundTripObjects = 32;
 constexpr std::size_t kQuoteWindow = 8;
@@ -68,7 +68,7 @@ bool sameValue(const json& a, const json& b) {
 
 void checkReadBack(const std::vector<json>& objects, const std::string& text, std::string_view what,
                    std::string_view input) {
-  const auto again = nmi::identity::parseIdentityText(text);
+  const auto again = nmi::kube::parseIdentityText(text);
   if (!again) {
     nmi::fuzz::violated(std::string(what) + " is refused: " + again.error().message, input);
   }
@@ -102,7 +102,7 @@ bool hasLongKey(const json& object) {
 }
 
 void checkAccepted(const std::vector<LocatedObject>& objects, std::string_view input) {
-  check(objects.size() <= nmi::identity::kMaxIdentityFileObjects, "too many objects", input);
+  check(objects.size() <= nmi::kube::kMaxIdentityFileObjects, "too many objects", input);
   nmi::fuzz::JsonShape total;
   std::vector<json> sample;
   for (const LocatedObject& located : objects) {
@@ -110,12 +110,12 @@ void checkAccepted(const std::vector<LocatedObject>& objects, std::string_view i
     check(!located.where.empty(), "an object without a location", input);
     const nmi::fuzz::JsonShape shape = nmi::fuzz::shapeOf(located.object);
     // kMaxNestingDepth containers, the innermost possibly an empty one more.
-    check(shape.depth <= static_cast<std::size_t>(nmi::identity::kMaxNestingDepth) + 1,
+    check(shape.depth <= static_cast<std::size_t>(nmi::kube::kMaxNestingDepth) + 1,
           "an object nested deeper than kMaxNestingDepth", input);
     total.nodes += shape.nodes;
     total.string_bytes += shape.string_bytes;
     if (sample.size() < kMaxRoundTripObjects &&
-        shape.depth + 2 <= static_cast<std::size_t>(nmi::identity::kMaxNestingDepth) &&
+        shape.depth + 2 <= static_cast<std::size_t>(nmi::kube::kMaxNestingDepth) &&
         writableAsJson(located.object)) {
       sample.push_back(located.object);
     }
@@ -142,7 +142,7 @@ void checkRefused(const nmi::Error& error, std::string_view input) {
     return;
   }
   const std::string changed_input = shifted(input);
-  const auto again = nmi::identity::parseIdentityText(changed_input);
+  const auto again = nmi::kube::parseIdentityText(changed_input);
   if (!again && again.error().message.find(shifted(piece)) != std::string::npos &&
       error.message.find(shifted(piece)) == std::string::npos) {
     nmi::fuzz::violated("a refusal quotes the text: " + error.message, input);
@@ -154,7 +154,7 @@ void checkRefused(const nmi::Error& error, std::string_view input) {
 // NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls.
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view input = nmi::fuzz::asText(data, size);
-  const auto objects = nmi::identity::parseIdentityText(input);
+  const auto objects = nmi::kube::parseIdentityText(input);
   if (objects) {
     checkAccepted(*objects, input);
   } else {

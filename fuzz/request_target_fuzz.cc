@@ -13,13 +13,13 @@
 #include <string>
 #include <string_view>
 
-#include "http/request_target.h"
-#include "http/route.h"
+#include "imds/request_target.h"
+#include "imds/route.h"
 
 namespace {
 
-using nmi::http::CanonicalTarget;
-using nmi::http::Route;
+using nmi::imds::CanonicalTarget;
+using nmi::imds::Route;
 
 [[noreturn]] void violated(std::string_view what, std::string_view input) {
   std::fprintf(stderr, "invariant violated: %.*s\ninput: %.*s\n", static_cast<int>(what.size()),
@@ -61,14 +61,14 @@ void checkCanonicalShape(const CanonicalTarget& t, std::string_view input) {
 
 void checkTarget(const CanonicalTarget& t, std::string_view input) {
   checkCanonicalShape(t, input);
-  const Route route = nmi::http::classifyRoute(t);
-  const nmi::Result<CanonicalTarget> again = nmi::http::canonicalizeTarget(t.target());
+  const Route route = nmi::imds::classifyRoute(t);
+  const nmi::Result<CanonicalTarget> again = nmi::imds::canonicalizeTarget(t.target());
   if (!again) {
     violated("target() is refused", input);
   }
   if (again->path != t.path || again->segments != t.segments ||
       again->trailing_slash != t.trailing_slash || again->raw_query != t.raw_query ||
-      again->params != t.params || nmi::http::classifyRoute(*again) != route ||
+      again->params != t.params || nmi::imds::classifyRoute(*again) != route ||
       again->target() != t.target()) {
     violated("canonicalising target() again changes it", input);
   }
@@ -90,12 +90,12 @@ void checkTarget(const CanonicalTarget& t, std::string_view input) {
   if (route == Route::HostToken && lower != "/host/token") {
     violated("a non-host-token path reaches the host token handler", input);
   }
-  for (const nmi::http::QueryParam& p : t.params) {
+  for (const nmi::imds::QueryParam& p : t.params) {
     if (p.name.empty() || t.find(p.name) != &p) {
       violated("a query parameter name is empty or not unique", input);
     }
   }
-  if (t.params.size() > nmi::http::kMaxQueryParams) {
+  if (t.params.size() > nmi::imds::kMaxQueryParams) {
     violated("too many query parameters", input);
   }
 }
@@ -106,7 +106,7 @@ void checkTarget(const CanonicalTarget& t, std::string_view input) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): bytes as chars.
   const std::string_view input(reinterpret_cast<const char*>(data), size);
-  const nmi::Result<CanonicalTarget> t = nmi::http::canonicalizeTarget(input);
+  const nmi::Result<CanonicalTarget> t = nmi::imds::canonicalizeTarget(input);
   if (t) {
     checkTarget(*t, input);
   } else if (t.error().code != nmi::ErrorCode::InvalidArgument || t.error().message.empty()) {

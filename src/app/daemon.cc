@@ -28,7 +28,6 @@
 #include "health/health.h"
 #include "http/beast_http_client.h"
 #include "http/server.h"
-#include "identity/file_source.h"
 #include "imds/audit.h"
 #include "imds/handler.h"
 #include "iptables/cleanup.h"
@@ -37,6 +36,7 @@
 #include "iptables/reconciler.h"
 #include "kube/api_client.h"
 #include "kube/api_identity_source.h"
+#include "kube/file_source.h"
 #include "kube/owner_check.h"
 #include "kube/rest_config.h"
 #include "metrics/nmi_metrics.h"
@@ -364,7 +364,7 @@ int runDaemon(const config::Config& config) {
   kube::ApiTransportPtr api_transport;
   const kube::ApiIdentitySource* api_source = nullptr;  // owned by `source`
   if (!config.identity.identity_file.empty()) {
-    auto file = std::make_unique<identity::FileIdentitySource>(
+    auto file = std::make_unique<kube::FileIdentitySource>(
         asio::make_strand(io), config.identity.identity_file, config.identity.node_name,
         logger("nmi.identity"), std::chrono::milliseconds(10));
     if (auto loaded = file->load(); !loaded) {

@@ -75,12 +75,12 @@ bool isLoopback(const boost::asio::ip::address& peer) {
   return peer.is_loopback();
 }
 
-std::string paramValue(const http::CanonicalTarget& target, std::string_view name) {
-  const http::QueryParam* p = target.find(name);
+std::string paramValue(const CanonicalTarget& target, std::string_view name) {
+  const QueryParam* p = target.find(name);
   return p == nullptr ? std::string() : p->value;
 }
 
-identity::IdentityRequest identityRequest(const http::CanonicalTarget& target) {
+identity::IdentityRequest identityRequest(const CanonicalTarget& target) {
   identity::IdentityRequest r;
   r.client_id = paramValue(target, "client_id");
   r.resource_id = paramValue(target, "msi_res_id");
@@ -256,7 +256,7 @@ ImdsHandler::ImdsHandler(HandlerOptions options, identity::IdentitySource& sourc
 Task<http::Response> ImdsHandler::handle(http::Request& request,
                                          const http::RequestContext& context) {
   const unsigned version = request.version();
-  auto target = http::canonicalizeTarget(request.target());
+  auto target = canonicalizeTarget(request.target());
   std::string_view route_name = "invalid";
   http::Response response;
   Outcome outcome;
@@ -264,13 +264,13 @@ Task<http::Response> ImdsHandler::handle(http::Request& request,
     outcome.detail = target.error().message;
     response = makeReply(Reply::BadRequestTarget, version);
   } else {
-    const http::Route route = http::classifyRoute(*target);
-    route_name = http::routeName(route);
+    const Route route = classifyRoute(*target);
+    route_name = routeName(route);
     switch (route) {
-      case http::Route::Token:
+      case Route::Token:
         response = co_await token(request, *target, context, outcome);
         break;
-      case http::Route::HostToken:
+      case Route::HostToken:
         // (No co_await inside ?: — g++ 12 miscompiles it.)
         if (options_.disable_host_token) {
           response = makeReply(Reply::NotFound, version);
@@ -278,28 +278,28 @@ Task<http::Response> ImdsHandler::handle(http::Request& request,
           response = co_await hostToken(request, *target, context, outcome);
         }
         break;
-      case http::Route::InvalidTokenPath:
+      case Route::InvalidTokenPath:
         response = makeReply(Reply::InvalidTokenPath, version);
         break;
-      case http::Route::HostNotFound:
+      case Route::HostNotFound:
         response = makeReply(Reply::NotFound, version);
         break;
-      case http::Route::InstanceMetadata:
+      case Route::InstanceMetadata:
         if (options_.block_instance_metadata) {
           response = makeReply(Reply::InstanceBlocked, version);
         } else {
           response = co_await proxy(request, *target, route, context);
         }
         break;
-      case http::Route::BlockedIdentityPath:
+      case Route::BlockedIdentityPath:
         response = makeReply(Reply::IdentityPathBlocked, version);
         break;
-      case http::Route::Proxy:
+      case Route::Proxy:
         response = co_await proxy(request, *target, route, context);
         break;
-      case http::Route::NotFound:
+      case Route::NotFound:
         // The proxy's header rules first (as before the allowlist), then nmi's own 404.
-        if (const auto reply = options_.metadata_header_required || http::isMetadataPath(*target)
+        if (const auto reply = options_.metadata_header_required || isMetadataPath(*target)
                                    ? metadataCheck(request, options_.metadata_header_required)
                                    : std::nullopt) {
           response = makeReply(*reply, version);
@@ -322,8 +322,7 @@ Task<http::Response> ImdsHandler::handle(http::Request& request,
   co_return response;
 }
 
-Task<http::Response> ImdsHandler::token(const http::Request& request,
-                                        const http::CanonicalTarget& target,
+Task<http::Response> ImdsHandler::token(const http::Request& request, const CanonicalTarget& target,
                                         const http::RequestContext& context, Outcome& outcome) {
   const unsigned version = request.version();
   // The original's order: Metadata header, peer, resource, pod, exception, identity, token.
@@ -385,7 +384,7 @@ Task<http::Response> ImdsHandler::token(const http::Request& request,
 }
 
 Task<http::Response> ImdsHandler::hostToken(const http::Request& request,
-                                            const http::CanonicalTarget& target,
+                                            const CanonicalTarget& target,
                                             const http::RequestContext& context, Outcome& outcome) {
   const unsigned version = request.version();
   const std::string pod_ns(request["podns"]);
@@ -563,15 +562,14 @@ Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,
                          version);
 }
 
-Task<http::Response> ImdsHandler::proxy(const http::Request& request,
-                                        const http::CanonicalTarget& target, http::Route route,
-                                        const http::RequestContext& context) {
+Task<http::Response> ImdsHandler::proxy(const http::Request& request, const CanonicalTarget& target,
+                                        Route route, const http::RequestContext& context) {
   const unsigned version = request.version();
   // Every forwarded path is a /metadata path: IMDS's header rules apply (unless turned off).
   if (const auto reply = metadataCheck(request, options_.metadata_header_required)) {
     co_return makeReply(*reply, version);
   }
-  const std::string_view allowed = http::forwardMethods(target, route);
+  const std::string_view allowed = forwardMethods(target, route);
   if (!methodListed(allowed, request.method_string())) {
     http::Response refused = makeReply(Reply::MethodNotAllowed, version);
     refused.set(bhttp::field::allow, allowed);

@@ -7,14 +7,14 @@
 #include "common/clock.h"
 #include "common/concurrency_limiter.h"
 #include "http/client.h"
-#include "http/request_target.h"
-#include "http/route.h"
 #include "http/server.h"
 #include "identity/options.h"
 #include "identity/resolver.h"
 #include "identity/source.h"
 #include "imds/audit.h"
+#include "imds/request_target.h"
 #include "imds/responses.h"
+#include "imds/route.h"
 #include "token/authority.h"
 #include "token/caching_token_provider.h"
 
@@ -60,12 +60,12 @@ class ImdsHandler final : public http::Handler {
 
  private:
   struct Outcome;
-  Task<http::Response> token(const http::Request& request, const http::CanonicalTarget& target,
+  Task<http::Response> token(const http::Request& request, const CanonicalTarget& target,
                              const http::RequestContext& context, Outcome& outcome);
-  Task<http::Response> hostToken(const http::Request& request, const http::CanonicalTarget& target,
+  Task<http::Response> hostToken(const http::Request& request, const CanonicalTarget& target,
                                  const http::RequestContext& context, Outcome& outcome);
-  Task<http::Response> proxy(const http::Request& request, const http::CanonicalTarget& target,
-                             http::Route route, const http::RequestContext& context);
+  Task<http::Response> proxy(const http::Request& request, const CanonicalTarget& target,
+                             Route route, const http::RequestContext& context);
   // Waits for the decision about `pod`'s identity (re-evaluating on every change) and gets the
   // token. Shared by both token endpoints.
   Task<http::Response> decideAndFetch(const http::Request& request, const identity::PodInfo& pod,

@@ -1,6 +1,6 @@
 #include "kube/crd_cache.h"
 
-#include "identity/decode.h"
+#include "kube/decode.h"
 
 namespace nmi::kube {
 
@@ -13,9 +13,7 @@ std::string keyOf(const T& object) {
 
 KindStore<identity::AzureAssignedIdentity>::Traits assignedTraits() {
   KindStore<identity::AzureAssignedIdentity>::Traits traits;
-  traits.decode = [](const nlohmann::json& object) {
-    return identity::decodeAzureAssignedIdentity(object);
-  };
+  traits.decode = [](const nlohmann::json& object) { return decodeAzureAssignedIdentity(object); };
   traits.key = keyOf<identity::AzureAssignedIdentity>;
   traits.indexes.emplace_back([](const identity::AzureAssignedIdentity& assigned) {
     return std::vector<std::string>{objectKey(assigned.pod_namespace, assigned.pod)};
@@ -25,9 +23,7 @@ KindStore<identity::AzureAssignedIdentity>::Traits assignedTraits() {
 
 KindStore<identity::AzureIdentityBinding>::Traits bindingTraits() {
   KindStore<identity::AzureIdentityBinding>::Traits traits;
-  traits.decode = [](const nlohmann::json& object) {
-    return identity::decodeAzureIdentityBinding(object);
-  };
+  traits.decode = [](const nlohmann::json& object) { return decodeAzureIdentityBinding(object); };
   traits.key = keyOf<identity::AzureIdentityBinding>;
   traits.indexes.emplace_back([](const identity::AzureIdentityBinding& binding) {
     return std::vector<std::string>{binding.selector};
@@ -37,9 +33,7 @@ KindStore<identity::AzureIdentityBinding>::Traits bindingTraits() {
 
 KindStore<identity::AzureIdentity>::Traits identityTraits() {
   KindStore<identity::AzureIdentity>::Traits traits;
-  traits.decode = [](const nlohmann::json& object) {
-    return identity::decodeAzureIdentity(object);
-  };
+  traits.decode = [](const nlohmann::json& object) { return decodeAzureIdentity(object); };
   traits.key = keyOf<identity::AzureIdentity>;
   return traits;
 }
@@ -47,7 +41,7 @@ KindStore<identity::AzureIdentity>::Traits identityTraits() {
 KindStore<identity::AzurePodIdentityException>::Traits exceptionTraits() {
   KindStore<identity::AzurePodIdentityException>::Traits traits;
   traits.decode = [](const nlohmann::json& object) {
-    return identity::decodeAzurePodIdentityException(object);
+    return decodeAzurePodIdentityException(object);
   };
   traits.key = keyOf<identity::AzurePodIdentityException>;
   traits.indexes.emplace_back([](const identity::AzurePodIdentityException& exception) {

@@ -4,7 +4,7 @@
 #include <mutex>
 #include <utility>
 
-#include "identity/decode.h"
+#include "kube/decode.h"
 
 namespace nmi::kube {
 
@@ -14,7 +14,7 @@ constexpr std::size_t kByIp = 0;
 
 KindStore<identity::PodInfo>::Traits podTraits(std::string node_name) {
   KindStore<identity::PodInfo>::Traits traits;
-  traits.decode = [](const nlohmann::json& object) { return identity::decodePod(object); };
+  traits.decode = [](const nlohmann::json& object) { return decodePod(object); };
   traits.key = [](const identity::PodInfo& pod) { return objectKey(pod.ns, pod.name); };
   if (!node_name.empty()) {
     traits.keep = [node = std::move(node_name)](const identity::PodInfo& pod) {
@@ -43,7 +43,7 @@ Result<void> PodCache::apply(EventType type, const nlohmann::json& object) {
   // remember.
   std::vector<std::string> ips;
   std::string key;
-  if (auto meta = identity::decodeObjectMeta(object)) {
+  if (auto meta = decodeObjectMeta(object)) {
     key = objectKey(meta->ns, meta->name);
     if (const auto before = store().get(key)) {
       ips = indexedIps(*before);

@@ -8,7 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
-#include "identity/decode.h"
+#include "kube/decode.h"
 #include "kube/query.h"
 #include "kube/store.h"
 #include "kube/watch_decode.h"
@@ -72,7 +72,7 @@ Task<Result<identity::SecretData>> SecretCache::fetch(const identity::SecretRef&
     if (json.is_discarded()) {
       result = makeError(ErrorCode::Unavailable, what + ": not valid JSON");
     } else {
-      auto decoded = identity::decodeSecret(json);
+      auto decoded = decodeSecret(json);
       if (decoded) {
         result = std::move(*decoded);
       } else {

@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/result.h"
-#include "identity/decode.h"
+#include "kube/decode.h"
 #include "kube/watch_decode.h"
 
 namespace nmi::kube {
@@ -222,7 +222,7 @@ class KindStore : public ObjectStore {
 
   Result<void> apply(EventType type, const nlohmann::json& object) override {
     if (type == EventType::Deleted) {
-      auto meta = identity::decodeObjectMeta(object);
+      auto meta = decodeObjectMeta(object);
       if (!meta) {
         return meta.error();
       }
@@ -231,7 +231,7 @@ class KindStore : public ObjectStore {
     }
     auto decoded = traits_.decode(object);
     if (!decoded) {
-      if (auto meta = identity::decodeObjectMeta(object)) {
+      if (auto meta = decodeObjectMeta(object)) {
         store_.erase(objectKey(meta->ns, meta->name));
       }
       return decoded.error();

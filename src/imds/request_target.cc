@@ -1,4 +1,4 @@
-#include "http/request_target.h"
+#include "imds/request_target.h"
 
 #include <cstddef>
 #include <optional>
@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-namespace nmi::http {
+namespace nmi::imds {
 namespace {
 
 // Why one canonical form, decided once: CVE-2022-23551 let `/metadata/identity\oauth2\token/`
@@ -292,4 +292,4 @@ Result<CanonicalTarget> canonicalizeTarget(std::string_view request_target) {
   return out;
 }
 
-}  // namespace nmi::http
+}  // namespace nmi::imds

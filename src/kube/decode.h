@@ -9,7 +9,7 @@
 #include "common/result.h"
 #include "identity/types.h"
 
-namespace nmi::identity {
+namespace nmi::kube {
 
 // Decoders for the Kubernetes objects nmi reads, from their JSON form (as the API server sends
 // them, or as a YAML file converted to JSON). Inputs are untrusted: every field read is checked
@@ -41,26 +41,27 @@ Result<ObjectMeta> decodeObjectMeta(const nlohmann::json& object);
 // controller, deletionTimestamp), spec.nodeName, spec.hostNetwork, status.phase,
 // status.podIPs[].ip (or status.podIP when podIPs is empty). IPs must parse as addresses; they are
 // normalised and deduplicated. deletionTimestamp must be an RFC 3339 time (parseKubeTime).
-Result<PodInfo> decodePod(const nlohmann::json& object);
+Result<identity::PodInfo> decodePod(const nlohmann::json& object);
 
 // aadpodidentity.k8s.io/v1 AzureIdentity. spec.type must be a JSON integer (absent: 0);
 // integers other than 0, 1, 2 are kept.
-Result<AzureIdentity> decodeAzureIdentity(const nlohmann::json& object);
+Result<identity::AzureIdentity> decodeAzureIdentity(const nlohmann::json& object);
 
-Result<AzureIdentityBinding> decodeAzureIdentityBinding(const nlohmann::json& object);
+Result<identity::AzureIdentityBinding> decodeAzureIdentityBinding(const nlohmann::json& object);
 
 // spec.azureIdentityRef is required (an assignment without an identity cannot be honoured) and
 // decoded as an AzureIdentity; spec.azureBindingRef is optional.
-Result<AzureAssignedIdentity> decodeAzureAssignedIdentity(const nlohmann::json& object);
+Result<identity::AzureAssignedIdentity> decodeAzureAssignedIdentity(const nlohmann::json& object);
 
-Result<AzurePodIdentityException> decodeAzurePodIdentityException(const nlohmann::json& object);
+Result<identity::AzurePodIdentityException> decodeAzurePodIdentityException(
+    const nlohmann::json& object);
 
 // v1 Secret: `data` values are base64 (line breaks ignored), `stringData` values plain text;
 // a key in both takes the stringData value.
-Result<SecretData> decodeSecret(const nlohmann::json& object);
+Result<identity::SecretData> decodeSecret(const nlohmann::json& object);
 
 // status.status of an AzureAssignedIdentity: "" → Legacy, "Created", "Assigned", "Unassigned"
 // (exact case), anything else → Other.
-AssignedState parseAssignedState(std::string_view status);
+identity::AssignedState parseAssignedState(std::string_view status);
 
-}  // namespace nmi::identity
+}  // namespace nmi::kube

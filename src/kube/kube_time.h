@@ -5,7 +5,7 @@
 
 #include "common/clock.h"
 
-namespace nmi::identity {
+namespace nmi::kube {
 
 // Pure. A Kubernetes timestamp (metav1.Time / MicroTime: RFC 3339, "2006-01-02T15:04:05Z",
 // optionally with a fraction of a second and a numeric offset instead of "Z") as a point in
@@ -13,4 +13,4 @@ namespace nmi::identity {
 // (":60") are refused: the API server never writes them.
 std::optional<SystemTime> parseKubeTime(std::string_view text);
 
-}  // namespace nmi::identity
+}  // namespace nmi::kube

@@ -9,7 +9,7 @@
 
 #include "common/result.h"
 
-namespace nmi::identity {
+namespace nmi::kube {
 
 inline constexpr std::size_t kMaxIdentityFileBytes = std::size_t{16} * 1024 * 1024;
 inline constexpr std::size_t kMaxIdentityFileObjects = 100'000;
@@ -32,4 +32,4 @@ struct LocatedObject {
 // beyond a fixed budget. Messages never quote the file's content.
 Result<std::vector<LocatedObject>> parseIdentityText(std::string_view text);
 
-}  // namespace nmi::identity
+}  // namespace nmi::kube

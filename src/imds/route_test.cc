@@ -1,4 +1,4 @@
-#include "http/route.h"
+#include "imds/route.h"
 
 #include <algorithm>
 #include <array>
@@ -12,9 +12,9 @@
 
 #include <gtest/gtest.h>
 
-#include "http/request_target.h"
+#include "imds/request_target.h"
 
-namespace nmi::http {
+namespace nmi::imds {
 namespace {
 
 // nullopt: canonicalizeTarget refuses the target.
@@ -451,4 +451,4 @@ TEST(RouteTest, RandomTargetsKeepTheSecurityInvariants) {
 }
 
 }  // namespace
-}  // namespace nmi::http
+}  // namespace nmi::imds

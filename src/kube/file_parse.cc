@@ -1,4 +1,4 @@
-#include "identity/file_parse.h"
+#include "kube/file_parse.h"
 
 #include <algorithm>
 #include <charconv>
@@ -12,7 +12,7 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
-namespace nmi::identity {
+namespace nmi::kube {
 
 namespace {
 
@@ -510,4 +510,4 @@ Result<std::vector<LocatedObject>> parseIdentityText(std::string_view text) {
   return parseYaml(text);
 }
 
-}  // namespace nmi::identity
+}  // namespace nmi::kube

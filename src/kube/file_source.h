@@ -10,7 +10,7 @@
 
 #include "identity/source.h"
 
-namespace nmi::identity {
+namespace nmi::kube {
 
 // An IdentitySource read from one file (--identity-file): Pods, Secrets, AzureIdentities,
 // AzureIdentityBindings, AzureAssignedIdentities and AzurePodIdentityExceptions as JSON (one
@@ -26,7 +26,7 @@ namespace nmi::identity {
 // Logs to `logger`, or to nmi::logger("nmi.identity") when it is null. Queries are thread-safe. The
 // watcher runs on `executor`, which must outlive this object or be stopped first; stop() (also
 // called by the destructor) ends the watch.
-class FileIdentitySource final : public IdentitySource {
+class FileIdentitySource final : public identity::IdentitySource {
  public:
   FileIdentitySource(boost::asio::any_io_executor executor, std::string path, std::string node_name,
                      std::shared_ptr<spdlog::logger> logger = nullptr,
@@ -54,16 +54,19 @@ class FileIdentitySource final : public IdentitySource {
   bool hasSynced() const override;
   std::string notReadyReason() const override;
   std::chrono::seconds staleness() const override;
-  std::vector<PodInfo> podsByIp(std::string_view ip) const override;
+  std::vector<identity::PodInfo> podsByIp(std::string_view ip) const override;
   // The file is a snapshot: it remembers no earlier claim of an address (`lost` is empty).
-  IpClaims ipClaims(std::string_view ip) const override;
-  std::optional<PodInfo> podByName(std::string_view ns, std::string_view name) const override;
-  std::vector<AzureAssignedIdentity> assignedIdentities(std::string_view pod_ns,
-                                                        std::string_view pod_name) const override;
-  std::vector<AzureIdentityBinding> bindingsBySelector(std::string_view selector) const override;
-  std::optional<AzureIdentity> identity(std::string_view ns, std::string_view name) const override;
-  std::vector<AzurePodIdentityException> exceptions(std::string_view ns) const override;
-  Task<Result<SecretData>> secret(const SecretRef& ref) override;
+  identity::IpClaims ipClaims(std::string_view ip) const override;
+  std::optional<identity::PodInfo> podByName(std::string_view ns,
+                                             std::string_view name) const override;
+  std::vector<identity::AzureAssignedIdentity> assignedIdentities(
+      std::string_view pod_ns, std::string_view pod_name) const override;
+  std::vector<identity::AzureIdentityBinding> bindingsBySelector(
+      std::string_view selector) const override;
+  std::optional<identity::AzureIdentity> identity(std::string_view ns,
+                                                  std::string_view name) const override;
+  std::vector<identity::AzurePodIdentityException> exceptions(std::string_view ns) const override;
+  Task<Result<identity::SecretData>> secret(const identity::SecretRef& ref) override;
   ChangeNotifier& changes() override;
 
  private:
@@ -76,4 +79,4 @@ class FileIdentitySource final : public IdentitySource {
   std::shared_ptr<Watcher> watcher_;
 };
 
-}  // namespace nmi::identity
+}  // namespace nmi::kube

@@ -1,4 +1,4 @@
-#include "identity/file_source.h"
+#include "kube/file_source.h"
 
 #include <chrono>
 #include <cstdlib>  // mkdtemp
@@ -21,7 +21,7 @@
 #include "identity/resolver.h"
 #include "tests/fakes/run_sync.h"
 
-namespace nmi::identity {
+namespace nmi::kube {
 namespace {
 
 namespace fs = std::filesystem;
@@ -51,7 +51,7 @@ std::string podYaml(const std::string& name, const std::string& ip,
          "\nstatus:\n  phase: Running\n  podIP: " + ip + "\n";
 }
 
-std::vector<std::string> podNames(const std::vector<PodInfo>& pods) {
+std::vector<std::string> podNames(const std::vector<identity::PodInfo>& pods) {
   std::vector<std::string> out;
   out.reserve(pods.size());
   for (const auto& pod : pods) {
@@ -144,11 +144,12 @@ TEST_F(FileIdentitySourceTest, LoadsMultiDocumentYaml) {
   const auto web = source->podByName("apps", "web-1");
   ASSERT_TRUE(web.has_value());
   EXPECT_EQ(web->uid, "9d1f0c1e-0000-4000-8000-000000000001");
-  EXPECT_EQ(web->owners, (std::vector<OwnerReference>{{"ReplicaSet", "web-5d8f7c9b6", "", true}}));
+  EXPECT_EQ(web->owners,
+            (std::vector<identity::OwnerReference>{{"ReplicaSet", "web-5d8f7c9b6", "", true}}));
 
   const auto assigned = source->assignedIdentities("apps", "web-1");
   ASSERT_EQ(assigned.size(), 1U);
-  EXPECT_EQ(assigned[0].state, AssignedState::Assigned);
+  EXPECT_EQ(assigned[0].state, identity::AssignedState::Assigned);
   EXPECT_EQ(assigned[0].identity.client_id, "11111111-1111-1111-1111-111111111111");
   EXPECT_TRUE(source->assignedIdentities("apps", "web-2").empty());
 
@@ -161,7 +162,7 @@ TEST_F(FileIdentitySourceTest, LoadsMultiDocumentYaml) {
   ASSERT_TRUE(sp.has_value());
   EXPECT_EQ(sp->type, 1);
   EXPECT_TRUE(sp->namespaced);
-  EXPECT_EQ(sp->client_password, (SecretRef{"sp-secret", "apps"}));
+  EXPECT_EQ(sp->client_password, (identity::SecretRef{"sp-secret", "apps"}));
   EXPECT_FALSE(source->identity("default", "sp-identity").has_value());
 
   const auto exceptions = source->exceptions("kube-system");
@@ -169,10 +170,12 @@ TEST_F(FileIdentitySourceTest, LoadsMultiDocumentYaml) {
   EXPECT_EQ(exceptions[0].name, "mic-exception");
   EXPECT_TRUE(source->exceptions("apps").empty());
 
-  const auto secret = testing::runSync(io_, source->secret(SecretRef{"sp-secret", "apps"}));
+  const auto secret =
+      testing::runSync(io_, source->secret(identity::SecretRef{"sp-secret", "apps"}));
   ASSERT_TRUE(secret.has_value()) << secret.error().message;
   EXPECT_EQ(secret->data.at("clientSecret"), "s3cr3t-value");
-  const auto missing = testing::runSync(io_, source->secret(SecretRef{"sp-secret", "default"}));
+  const auto missing =
+      testing::runSync(io_, source->secret(identity::SecretRef{"sp-secret", "default"}));
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error().code, ErrorCode::NotFound);
 
@@ -195,7 +198,8 @@ TEST_F(FileIdentitySourceTest, LoadsJsonList) {
   ASSERT_TRUE(id.has_value());
   EXPECT_EQ(id->type, 2);
   EXPECT_EQ(id->ad_endpoint, "https://adfs.contoso.com/");
-  const auto secret = testing::runSync(io_, source->secret(SecretRef{"api-cert", "team"}));
+  const auto secret =
+      testing::runSync(io_, source->secret(identity::SecretRef{"api-cert", "team"}));
   ASSERT_TRUE(secret.has_value());
   EXPECT_EQ(secret->data.at("certificate"), std::string("\x00\x01\x02\x03", 4));
   EXPECT_EQ(secret->data.at("password"), "pfx-password");
@@ -205,26 +209,30 @@ TEST_F(FileIdentitySourceTest, FileDataDrivesDecisions) {
   auto source = makeSource(testdata() / "node-view.yaml");
   ASSERT_TRUE(source->load().has_value());
   const SystemTime now = fromUnixSeconds(1'714'557'000);  // web-old's grace window is open
-  const auto match = matchPodByIp(source->ipClaims("10.244.1.10"), now);
-  ASSERT_EQ(match.kind, PodMatch::Kind::Found);
+  const auto match = identity::matchPodByIp(source->ipClaims("10.244.1.10"), now);
+  ASSERT_EQ(match.kind, identity::PodMatch::Kind::Found);
   EXPECT_EQ(match.pod.name, "web-1");  // the pod being deleted loses
-  const ResolverOptions options{Mode::Standard, false, true};
+  const identity::ResolverOptions options{identity::Mode::Standard, false, true};
   const auto granted =
-      resolve(gatherInput(*source, match.pod, Mode::Standard), IdentityRequest{}, options);
-  ASSERT_EQ(granted.kind, DecisionKind::Grant) << granted.reason;
+      identity::resolve(identity::gatherInput(*source, match.pod, identity::Mode::Standard),
+                        identity::IdentityRequest{}, options);
+  ASSERT_EQ(granted.kind, identity::DecisionKind::Grant) << granted.reason;
   EXPECT_EQ(granted.identity.name, "web-identity");
 
-  const auto mic = matchPodByIp(source->ipClaims("10.244.1.20"), now);
-  ASSERT_EQ(mic.kind, PodMatch::Kind::Found);
-  EXPECT_EQ(resolve(gatherInput(*source, mic.pod, Mode::Standard), IdentityRequest{}, options).kind,
-            DecisionKind::Exception);
+  const auto mic = identity::matchPodByIp(source->ipClaims("10.244.1.20"), now);
+  ASSERT_EQ(mic.kind, identity::PodMatch::Kind::Found);
+  EXPECT_EQ(identity::resolve(identity::gatherInput(*source, mic.pod, identity::Mode::Standard),
+                              identity::IdentityRequest{}, options)
+                .kind,
+            identity::DecisionKind::Exception);
 
   auto managed_source = makeSource(testdata() / "managed-list.json");
   ASSERT_TRUE(managed_source->load().has_value());
   const auto api = *managed_source->podByName("team", "api-0");
-  const auto managed = resolve(gatherInput(*managed_source, api, Mode::Managed), IdentityRequest{},
-                               ResolverOptions{Mode::Managed, true, true});
-  ASSERT_EQ(managed.kind, DecisionKind::Grant) << managed.reason;
+  const auto managed = identity::resolve(
+      identity::gatherInput(*managed_source, api, identity::Mode::Managed),
+      identity::IdentityRequest{}, identity::ResolverOptions{identity::Mode::Managed, true, true});
+  ASSERT_EQ(managed.kind, identity::DecisionKind::Grant) << managed.reason;
   EXPECT_EQ(managed.identity.name, "api-identity");
 }
 
@@ -430,4 +438,4 @@ TEST_F(FileIdentitySourceTest, StartFailsWhenTheDirectoryIsMissing) {
 }
 
 }  // namespace
-}  // namespace nmi::identity
+}  // namespace nmi::kube

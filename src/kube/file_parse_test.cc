@@ -1,10 +1,10 @@
-#include "identity/file_parse.h"
+#include "kube/file_parse.h"
 
 #include <string>
 
 #include <gtest/gtest.h>
 
-namespace nmi::identity {
+namespace nmi::kube {
 namespace {
 
 using nlohmann::json;
@@ -258,4 +258,4 @@ TEST(ParseIdentityTextTest, YamlNonScalarKeyIsAnError) {
 }
 
 }  // namespace
-}  // namespace nmi::identity
+}  // namespace nmi::kube

@@ -1,4 +1,4 @@
-#include "identity/decode.h"
+#include "kube/decode.h"
 
 #include <algorithm>
 #include <limits>
@@ -10,9 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base64.h"
-#include "identity/kube_time.h"
+#include "kube/kube_time.h"
 
-namespace nmi::identity {
+namespace nmi::kube {
 
 namespace {
 
@@ -239,8 +239,9 @@ std::optional<std::string> normaliseIp(const std::string& text) {
   return address.to_string();
 }
 
-AzureIdentity readAzureIdentity(Reader& r, const json& object, const std::string& prefix) {
-  AzureIdentity id;
+identity::AzureIdentity readAzureIdentity(Reader& r, const json& object,
+                                          const std::string& prefix) {
+  identity::AzureIdentity id;
   if (!object.is_object()) {
     r.fail(prefix.empty() ? "object" : prefix.substr(0, prefix.size() - 1),
            std::string("expected an object, got ") + object.type_name());
@@ -271,9 +272,9 @@ AzureIdentity readAzureIdentity(Reader& r, const json& object, const std::string
   return id;
 }
 
-AzureIdentityBinding readAzureIdentityBinding(Reader& r, const json& object,
-                                              const std::string& prefix) {
-  AzureIdentityBinding binding;
+identity::AzureIdentityBinding readAzureIdentityBinding(Reader& r, const json& object,
+                                                        const std::string& prefix) {
+  identity::AzureIdentityBinding binding;
   if (!object.is_object()) {
     r.fail(prefix.empty() ? "object" : prefix.substr(0, prefix.size() - 1),
            std::string("expected an object, got ") + object.type_name());
@@ -291,20 +292,20 @@ AzureIdentityBinding readAzureIdentityBinding(Reader& r, const json& object,
 
 }  // namespace
 
-AssignedState parseAssignedState(std::string_view status) {
+identity::AssignedState parseAssignedState(std::string_view status) {
   if (status.empty()) {
-    return AssignedState::Legacy;
+    return identity::AssignedState::Legacy;
   }
   if (status == "Created") {
-    return AssignedState::Created;
+    return identity::AssignedState::Created;
   }
   if (status == "Assigned") {
-    return AssignedState::Assigned;
+    return identity::AssignedState::Assigned;
   }
   if (status == "Unassigned") {
-    return AssignedState::Unassigned;
+    return identity::AssignedState::Unassigned;
   }
-  return AssignedState::Other;
+  return identity::AssignedState::Other;
 }
 
 Result<ObjectMeta> decodeObjectMeta(const json& object) {
@@ -319,12 +320,12 @@ Result<ObjectMeta> decodeObjectMeta(const json& object) {
   return meta;
 }
 
-Result<PodInfo> decodePod(const json& object) {
+Result<identity::PodInfo> decodePod(const json& object) {
   if (auto error = checkObject(object)) {
     return std::move(*error);
   }
   Reader r;
-  PodInfo pod;
+  identity::PodInfo pod;
   const ObjectMeta meta = r.meta(object, "");
   pod.ns = meta.ns;
   pod.name = meta.name;
@@ -341,7 +342,7 @@ Result<PodInfo> decodePod(const json& object) {
       r.fail(path, std::string("expected an object, got ") + owner.type_name());
       break;
     }
-    OwnerReference ref;
+    identity::OwnerReference ref;
     ref.kind = r.string(owner, "kind", path + ".kind");
     ref.name = r.string(owner, "name", path + ".name");
     ref.uid = r.string(owner, "uid", path + ".uid");
@@ -404,36 +405,36 @@ Result<PodInfo> decodePod(const json& object) {
   return pod;
 }
 
-Result<AzureIdentity> decodeAzureIdentity(const json& object) {
+Result<identity::AzureIdentity> decodeAzureIdentity(const json& object) {
   if (auto error = checkObject(object)) {
     return std::move(*error);
   }
   Reader r;
-  AzureIdentity id = readAzureIdentity(r, object, "");
+  identity::AzureIdentity id = readAzureIdentity(r, object, "");
   if (!r.ok()) {
     return r.takeError();
   }
   return id;
 }
 
-Result<AzureIdentityBinding> decodeAzureIdentityBinding(const json& object) {
+Result<identity::AzureIdentityBinding> decodeAzureIdentityBinding(const json& object) {
   if (auto error = checkObject(object)) {
     return std::move(*error);
   }
   Reader r;
-  AzureIdentityBinding binding = readAzureIdentityBinding(r, object, "");
+  identity::AzureIdentityBinding binding = readAzureIdentityBinding(r, object, "");
   if (!r.ok()) {
     return r.takeError();
   }
   return binding;
 }
 
-Result<AzureAssignedIdentity> decodeAzureAssignedIdentity(const json& object) {
+Result<identity::AzureAssignedIdentity> decodeAzureAssignedIdentity(const json& object) {
   if (auto error = checkObject(object)) {
     return std::move(*error);
   }
   Reader r;
-  AzureAssignedIdentity assigned;
+  identity::AzureAssignedIdentity assigned;
   const ObjectMeta meta = r.meta(object, "");
   assigned.ns = meta.ns;
   assigned.name = meta.name;
@@ -466,12 +467,12 @@ Result<AzureAssignedIdentity> decodeAzureAssignedIdentity(const json& object) {
   return assigned;
 }
 
-Result<AzurePodIdentityException> decodeAzurePodIdentityException(const json& object) {
+Result<identity::AzurePodIdentityException> decodeAzurePodIdentityException(const json& object) {
   if (auto error = checkObject(object)) {
     return std::move(*error);
   }
   Reader r;
-  AzurePodIdentityException exception;
+  identity::AzurePodIdentityException exception;
   const ObjectMeta meta = r.meta(object, "");
   exception.ns = meta.ns;
   exception.name = meta.name;
@@ -483,7 +484,7 @@ Result<AzurePodIdentityException> decodeAzurePodIdentityException(const json& ob
   return exception;
 }
 
-Result<SecretData> decodeSecret(const json& object) {
+Result<identity::SecretData> decodeSecret(const json& object) {
   if (auto error = checkObject(object)) {
     return std::move(*error);
   }
@@ -492,7 +493,7 @@ Result<SecretData> decodeSecret(const json& object) {
   // Base64 of kMaxSecretValueBytes, plus room for line breaks.
   constexpr std::size_t kMaxEncodedBytes = (kMaxSecretValueBytes / 3 + 1) * 4 * 2;
 
-  SecretData secret;
+  identity::SecretData secret;
   const json& data = r.object(object, "data", "data");
   const json& string_data = r.object(object, "stringData", "stringData");
   if (data.size() > kMaxSecretKeys || string_data.size() > kMaxSecretKeys) {
@@ -543,4 +544,4 @@ Result<SecretData> decodeSecret(const json& object) {
   return secret;
 }
 
-}  // namespace nmi::identity
+}  // namespace nmi::kube

@@ -1,4 +1,4 @@
-#include "http/request_target.h"
+#include "imds/request_target.h"
 
 #include <string>
 #include <string_view>
@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-namespace nmi::http {
+namespace nmi::imds {
 namespace {
 
 // Canonicalises a target that must be accepted.
@@ -307,4 +307,4 @@ TEST(RequestTargetTest, TargetRoundTrips) {
 }
 
 }  // namespace
-}  // namespace nmi::http
+}  // namespace nmi::imds

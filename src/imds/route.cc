@@ -1,11 +1,11 @@
-#include "http/route.h"
+#include "imds/route.h"
 
 #include <cstddef>
 #include <initializer_list>
 #include <string>
 #include <string_view>
 
-namespace nmi::http {
+namespace nmi::imds {
 namespace {
 
 char asciiLower(char c) {
@@ -184,4 +184,4 @@ bool isMetadataPath(const CanonicalTarget& t) {
   return segmentIs(t, 0, "metadata");
 }
 
-}  // namespace nmi::http
+}  // namespace nmi::imds

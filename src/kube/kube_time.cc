@@ -1,11 +1,11 @@
-#include "identity/kube_time.h"
+#include "kube/kube_time.h"
 
 #include <chrono>
 #include <cstdint>
 
 #include "common/civil_time.h"
 
-namespace nmi::identity {
+namespace nmi::kube {
 
 namespace {
 
@@ -95,4 +95,4 @@ std::optional<SystemTime> parseKubeTime(std::string_view s) {
       std::chrono::duration_cast<SystemTime::duration>(std::chrono::seconds{epoch} + fraction)};
 }
 
-}  // namespace nmi::identity
+}  // namespace nmi::kube

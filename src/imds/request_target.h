@@ -7,7 +7,7 @@
 
 #include "common/result.h"
 
-namespace nmi::http {
+namespace nmi::imds {
 
 // Limits of canonicalizeTarget(). A longer target or more parameters is an error, never truncated.
 inline constexpr std::size_t kMaxRequestTargetBytes = 8192;
@@ -51,4 +51,4 @@ struct CanonicalTarget {
 // to a pod).
 Result<CanonicalTarget> canonicalizeTarget(std::string_view request_target);
 
-}  // namespace nmi::http
+}  // namespace nmi::imds

@@ -2,9 +2,9 @@
 
 #include <string_view>
 
-#include "http/request_target.h"
+#include "imds/request_target.h"
 
-namespace nmi::http {
+namespace nmi::imds {
 
 // Where a canonical request goes. Only InstanceMetadata (unless instance metadata is blocked) and
 // Proxy are ever forwarded to IMDS, and only for the methods forwardMethods() names; every other
@@ -38,4 +38,4 @@ std::string_view forwardMethods(const CanonicalTarget& t, Route route);
 // The first segment is "metadata" (any case).
 bool isMetadataPath(const CanonicalTarget& t);
 
-}  // namespace nmi::http
+}  // namespace nmi::imds

@@ -1,11 +1,11 @@
-#include "identity/decode.h"
+#include "kube/decode.h"
 
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-namespace nmi::identity {
+namespace nmi::kube {
 namespace {
 
 using nlohmann::json;
@@ -60,7 +60,7 @@ TEST(DecodePodTest, DecodesApiServerShape) {
   EXPECT_EQ(pod->ips, (std::vector<std::string>{"10.244.1.7", "fd00::7"}));
   EXPECT_EQ(pod->labels.at("aadpodidbinding"), "demo");
   ASSERT_EQ(pod->owners.size(), 1U);
-  EXPECT_EQ(pod->owners[0], (OwnerReference{"ReplicaSet", "demo-7d4b9c6f5", "x", true}));
+  EXPECT_EQ(pod->owners[0], (identity::OwnerReference{"ReplicaSet", "demo-7d4b9c6f5", "x", true}));
 }
 
 TEST(DecodePodTest, NamespaceDefaultsToDefault) {
@@ -118,7 +118,7 @@ TEST(DecodePodTest, OwnerReferenceControllerDefaultsToFalse) {
       {"kind":"DaemonSet","name":"nmi","uid":"u-1","controller":null}]}})"));
   ASSERT_TRUE(pod.has_value()) << pod.error().message;
   ASSERT_EQ(pod->owners.size(), 1U);
-  EXPECT_EQ(pod->owners[0], (OwnerReference{"DaemonSet", "nmi", "u-1", false}));
+  EXPECT_EQ(pod->owners[0], (identity::OwnerReference{"DaemonSet", "nmi", "u-1", false}));
 }
 
 TEST(DecodePodTest, HostNetworkIsRead) {
@@ -284,7 +284,7 @@ TEST(DecodeAzureIdentityTest, DecodesNamespacedServicePrincipal) {
   EXPECT_TRUE(id->namespaced);
   EXPECT_EQ(id->tenant_id, "22222222-2222-2222-2222-222222222222");
   EXPECT_EQ(id->ad_endpoint, "https://adfs.contoso.com/");
-  EXPECT_EQ(id->client_password, (SecretRef{"sp-secret", "team"}));
+  EXPECT_EQ(id->client_password, (identity::SecretRef{"sp-secret", "team"}));
   EXPECT_EQ(id->auxiliary_tenant_ids,
             std::vector<std::string>{"44444444-4444-4444-4444-444444444444"});
 }
@@ -438,7 +438,7 @@ TEST(DecodeAzureAssignedIdentityTest, DecodesMicShape) {
   EXPECT_EQ(assigned->pod, "demo-pod");
   EXPECT_EQ(assigned->pod_namespace, "apps");
   EXPECT_EQ(assigned->node_name, "node-1");
-  EXPECT_EQ(assigned->state, AssignedState::Assigned);
+  EXPECT_EQ(assigned->state, identity::AssignedState::Assigned);
   EXPECT_EQ(assigned->identity.ns, "apps");  // the embedded identity's own namespace
   EXPECT_EQ(assigned->identity.name, "demo-identity");
   EXPECT_EQ(assigned->identity.client_id, "1111-client");
@@ -450,13 +450,17 @@ TEST(DecodeAzureAssignedIdentityTest, DecodesMicShape) {
 TEST(DecodeAzureAssignedIdentityTest, MapsStatusToState) {
   struct StateCase {
     const char* status;  // nullptr: no status at all
-    AssignedState state;
+    identity::AssignedState state;
   };
   const std::vector<StateCase> cases = {
-      {nullptr, AssignedState::Legacy},          {"", AssignedState::Legacy},
-      {"Created", AssignedState::Created},       {"Assigned", AssignedState::Assigned},
-      {"Unassigned", AssignedState::Unassigned}, {"assigned", AssignedState::Other},
-      {"CREATED", AssignedState::Other},         {"Deleting", AssignedState::Other},
+      {nullptr, identity::AssignedState::Legacy},
+      {"", identity::AssignedState::Legacy},
+      {"Created", identity::AssignedState::Created},
+      {"Assigned", identity::AssignedState::Assigned},
+      {"Unassigned", identity::AssignedState::Unassigned},
+      {"assigned", identity::AssignedState::Other},
+      {"CREATED", identity::AssignedState::Other},
+      {"Deleting", identity::AssignedState::Other},
   };
   for (const auto& c : cases) {
     json object = parse(kAssignedIdentity);
@@ -486,7 +490,7 @@ TEST(DecodeAzureAssignedIdentityTest, BindingRefIsOptional) {
   object["spec"].erase("azureBindingRef");
   const auto assigned = decodeAzureAssignedIdentity(object);
   ASSERT_TRUE(assigned.has_value()) << assigned.error().message;
-  EXPECT_EQ(assigned->binding, AzureIdentityBinding{});
+  EXPECT_EQ(assigned->binding, identity::AzureIdentityBinding{});
 }
 
 TEST(DecodeAzureAssignedIdentityTest, EmbeddedErrorsNameTheFullPath) {
@@ -587,4 +591,4 @@ TEST(DecodeObjectMetaTest, ReadsNamespaceAndName) {
 }
 
 }  // namespace
-}  // namespace nmi::identity
+}  // namespace nmi::kube

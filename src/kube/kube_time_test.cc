@@ -1,11 +1,11 @@
-#include "identity/kube_time.h"
+#include "kube/kube_time.h"
 
 #include <chrono>
 #include <string_view>
 
 #include <gtest/gtest.h>
 
-namespace nmi::identity {
+namespace nmi::kube {
 namespace {
 
 using namespace std::chrono_literals;
@@ -74,4 +74,4 @@ TEST(ParseKubeTimeTest, TimesBeyondSystemTimeAreItsLastSecond) {
 }
 
 }  // namespace
-}  // namespace nmi::identity
+}  // namespace nmi::kube

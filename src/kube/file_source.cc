@@ -1,4 +1,4 @@
-#include "identity/file_source.h"
+#include "kube/file_source.h"
 
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -25,10 +25,10 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "identity/decode.h"
-#include "identity/file_parse.h"
+#include "kube/decode.h"
+#include "kube/file_parse.h"
 
-namespace nmi::identity {
+namespace nmi::kube {
 
 namespace asio = boost::asio;
 
@@ -59,13 +59,13 @@ std::vector<T> lookupList(const StringMap<std::vector<T>>& map, std::string_view
 
 // One consistent snapshot of the file's content, indexed for the queries.
 struct DataSet {
-  StringMap<std::vector<PodInfo>> pods_by_ip;  // hostNetwork pods excluded
-  StringMap<PodInfo> pods_by_name;
-  StringMap<std::vector<AzureAssignedIdentity>> assigned_by_pod;
-  StringMap<std::vector<AzureIdentityBinding>> bindings_by_selector;
-  StringMap<AzureIdentity> identities;
-  StringMap<std::vector<AzurePodIdentityException>> exceptions_by_ns;
-  StringMap<SecretData> secrets;
+  StringMap<std::vector<identity::PodInfo>> pods_by_ip;  // hostNetwork pods excluded
+  StringMap<identity::PodInfo> pods_by_name;
+  StringMap<std::vector<identity::AzureAssignedIdentity>> assigned_by_pod;
+  StringMap<std::vector<identity::AzureIdentityBinding>> bindings_by_selector;
+  StringMap<identity::AzureIdentity> identities;
+  StringMap<std::vector<identity::AzurePodIdentityException>> exceptions_by_ns;
+  StringMap<identity::SecretData> secrets;
 };
 
 // Kind names come from the file: keep log lines short.
@@ -163,12 +163,12 @@ using Key = std::pair<std::string, std::string>;  // namespace, name
 // Objects decoded from the file, by kind then namespace/name: later duplicates replace earlier
 // ones (as `kubectl apply` of the file would), and iteration order is deterministic.
 struct Decoded {
-  std::map<Key, PodInfo> pods;
-  std::map<Key, AzureIdentity> identities;
-  std::map<Key, AzureIdentityBinding> bindings;
-  std::map<Key, AzureAssignedIdentity> assigned;
-  std::map<Key, AzurePodIdentityException> exceptions;
-  std::map<Key, SecretData> secrets;
+  std::map<Key, identity::PodInfo> pods;
+  std::map<Key, identity::AzureIdentity> identities;
+  std::map<Key, identity::AzureIdentityBinding> bindings;
+  std::map<Key, identity::AzureAssignedIdentity> assigned;
+  std::map<Key, identity::AzurePodIdentityException> exceptions;
+  std::map<Key, identity::SecretData> secrets;
 };
 
 template <class T>
@@ -304,7 +304,7 @@ Result<std::shared_ptr<DataSet>> build(const std::vector<LocatedObject>& objects
   return data;
 }
 
-Task<Result<SecretData>> ready(Result<SecretData> result) {
+Task<Result<identity::SecretData>> ready(Result<identity::SecretData> result) {
   co_return result;
 }
 
@@ -577,16 +577,16 @@ std::chrono::seconds FileIdentitySource::staleness() const {
   return std::chrono::seconds{0};
 }
 
-std::vector<PodInfo> FileIdentitySource::podsByIp(std::string_view ip) const {
+std::vector<identity::PodInfo> FileIdentitySource::podsByIp(std::string_view ip) const {
   return lookupList(state_->snapshot()->pods_by_ip, ip);
 }
 
-IpClaims FileIdentitySource::ipClaims(std::string_view ip) const {
-  return IpClaims{podsByIp(ip), {}};
+identity::IpClaims FileIdentitySource::ipClaims(std::string_view ip) const {
+  return identity::IpClaims{podsByIp(ip), {}};
 }
 
-std::optional<PodInfo> FileIdentitySource::podByName(std::string_view ns,
-                                                     std::string_view name) const {
+std::optional<identity::PodInfo> FileIdentitySource::podByName(std::string_view ns,
+                                                               std::string_view name) const {
   const auto data = state_->snapshot();
   const auto it = data->pods_by_name.find(nameKey(ns, name));
   if (it == data->pods_by_name.end()) {
@@ -595,18 +595,18 @@ std::optional<PodInfo> FileIdentitySource::podByName(std::string_view ns,
   return it->second;
 }
 
-std::vector<AzureAssignedIdentity> FileIdentitySource::assignedIdentities(
+std::vector<identity::AzureAssignedIdentity> FileIdentitySource::assignedIdentities(
     std::string_view pod_ns, std::string_view pod_name) const {
   return lookupList(state_->snapshot()->assigned_by_pod, nameKey(pod_ns, pod_name));
 }
 
-std::vector<AzureIdentityBinding> FileIdentitySource::bindingsBySelector(
+std::vector<identity::AzureIdentityBinding> FileIdentitySource::bindingsBySelector(
     std::string_view selector) const {
   return lookupList(state_->snapshot()->bindings_by_selector, selector);
 }
 
-std::optional<AzureIdentity> FileIdentitySource::identity(std::string_view ns,
-                                                          std::string_view name) const {
+std::optional<identity::AzureIdentity> FileIdentitySource::identity(std::string_view ns,
+                                                                    std::string_view name) const {
   const auto data = state_->snapshot();
   const auto it = data->identities.find(nameKey(ns, name));
   if (it == data->identities.end()) {
@@ -615,11 +615,12 @@ std::optional<AzureIdentity> FileIdentitySource::identity(std::string_view ns,
   return it->second;
 }
 
-std::vector<AzurePodIdentityException> FileIdentitySource::exceptions(std::string_view ns) const {
+std::vector<identity::AzurePodIdentityException> FileIdentitySource::exceptions(
+    std::string_view ns) const {
   return lookupList(state_->snapshot()->exceptions_by_ns, ns);
 }
 
-Task<Result<SecretData>> FileIdentitySource::secret(const SecretRef& ref) {
+Task<Result<identity::SecretData>> FileIdentitySource::secret(const identity::SecretRef& ref) {
   // Looked up now, so the returned task holds no reference to `ref`.
   const auto data = state_->snapshot();
   const auto it = data->secrets.find(nameKey(ref.ns, ref.name));
@@ -634,4 +635,4 @@ ChangeNotifier& FileIdentitySource::changes() {
   return state_->notifier;
 }
 
-}  // namespace nmi::identity
+}  // namespace nmi::kube
