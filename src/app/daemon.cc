@@ -24,6 +24,7 @@
 
 #include "app/instance_lock.h"
 #include "common/clock.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "health/health.h"
 #include "http/beast_http_client.h"
@@ -49,6 +50,10 @@ namespace nmi::app {
 namespace asio = boost::asio;
 
 namespace {
+
+// Files nmi reads once at start-up.
+constexpr std::size_t kMaxNamespaceFileBytes = 4096;  // the ServiceAccount's namespace
+constexpr std::size_t kMaxKubeletConfigBytes = std::size_t{1} << 20U;
 
 // Service-principal credentials come from Secrets, read through the identity source.
 class SourceCredentials final : public token::CredentialSource {
@@ -135,7 +140,8 @@ std::unique_ptr<kube::ApiIdentitySource> makeApiSource(const config::Config& con
 std::string daemonSetNamespace(const config::Config& config) {
   std::string ns = config.iptables.daemonset_namespace;
   if (ns.empty()) {
-    auto file = iptables::readSmallFile(config.identity.service_account_dir + "/namespace");
+    auto file =
+        readSmallFile(config.identity.service_account_dir + "/namespace", kMaxNamespaceFileBytes);
     if (file) {
       ns = *file;
       ns.erase(ns.find_last_not_of(" \t\r\n") + 1);
@@ -299,7 +305,7 @@ bool refusedForKubenet(const config::Config& config) {
     return false;
   }
   const auto log = logger("nmi");
-  auto kubelet = iptables::readSmallFile(config.iptables.kubelet_config);
+  auto kubelet = readSmallFile(config.iptables.kubelet_config, kMaxKubeletConfigBytes);
   if (!kubelet) {
     log->warn("cannot check whether the node uses kubenet: {} (not fatal)",
               kubelet.error().message);

@@ -1,27 +1,15 @@
 #include "common/identifier.h"
 
-#include <algorithm>
+#include "common/text.h"
 
 namespace nmi {
 
-namespace {
-
-char asciiLower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-}  // namespace
-
 std::string canonicalIdentifier(std::string_view id) {
-  std::string out(id);
-  std::transform(out.begin(), out.end(), out.begin(), asciiLower);
-  return out;
+  return asciiLowered(id);
 }
 
 bool sameIdentifier(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return asciiLower(x) == asciiLower(y);
-         });
+  return equalsIgnoreCase(a, b);
 }
 
 std::size_t identifierHash(std::string_view id) {

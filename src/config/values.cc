@@ -6,6 +6,8 @@
 #include <limits>
 #include <system_error>
 
+#include "common/text.h"
+
 namespace nmi::config {
 namespace {
 
@@ -31,22 +33,6 @@ int digitValue(char c) {
   return 99;
 }
 
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // Unsigned magnitude of a Go integer literal without its sign; nullopt when malformed or above
 // 2^64-1.
 std::optional<std::uint64_t> parseGoMagnitude(std::string_view text) {
@@ -54,7 +40,7 @@ std::optional<std::uint64_t> parseGoMagnitude(std::string_view text) {
   std::size_t pos = 0;
   bool after_prefix = false;  // an underscore may follow a base prefix
   if (text.size() >= 2 && text[0] == '0') {
-    const char p = lower(text[1]);
+    const char p = asciiLower(text[1]);
     if (p == 'x' || p == 'o' || p == 'b') {
       base = p == 'x' ? 16 : (p == 'o' ? 8 : 2);
       pos = 2;

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "common/identifier.h"
+#include "common/text.h"
 #include "identity/redact.h"
 
 namespace nmi::identity {
@@ -15,17 +16,6 @@ namespace {
 
 std::string podKey(const PodInfo& pod) {
   return pod.ns + "/" + pod.name;
-}
-
-char asciiLower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-// ASCII case-insensitive equality (client ids, resource ids and label values are ASCII).
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return asciiLower(x) == asciiLower(y);
-         });
 }
 
 // "client_id 1111##### REDACTED #####1111", "resource_id /subscriptions/...", ...

@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/text.h"
+
 namespace nmi::imds {
 namespace {
 
@@ -38,22 +40,6 @@ std::optional<unsigned> hexValue(char c) {
     return static_cast<unsigned>(c - 'A' + 10);
   }
   return std::nullopt;
-}
-
-char asciiLower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (asciiLower(a[i]) != asciiLower(b[i])) {
-      return false;
-    }
-  }
-  return true;
 }
 
 // A name for a log message: bytes outside printable ASCII (and '\') are shown as \xNN.

@@ -5,32 +5,10 @@
 #include <string>
 #include <string_view>
 
+#include "common/text.h"
+
 namespace nmi::imds {
 namespace {
-
-char asciiLower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (asciiLower(a[i]) != asciiLower(b[i])) {
-      return false;
-    }
-  }
-  return true;
-}
-
-std::string toLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    c = asciiLower(c);
-  }
-  return out;
-}
 
 bool segmentIs(const CanonicalTarget& t, std::size_t index, std::string_view word) {
   return index < t.segments.size() && equalsIgnoreCase(t.segments[index], word);
@@ -106,7 +84,7 @@ bool isIdentityPath(const CanonicalTarget& t) {
 // is dropped here because `/metadata/instance/oauth2/token` or `/oauth2/token` must not be
 // proxied either: no real IMDS path outside the token endpoint contains oauth2 then token.
 bool looksLikeTokenPath(const CanonicalTarget& t) {
-  const std::string lower = toLower(t.path);
+  const std::string lower = asciiLowered(t.path);
   if (containsInOrder(lower, {"oauth2", "token"})) {
     return true;
   }
@@ -114,7 +92,7 @@ bool looksLikeTokenPath(const CanonicalTarget& t) {
     return false;
   }
   for (std::size_t i = 2; i < t.segments.size(); ++i) {
-    if (toLower(t.segments[i]).find("token") != std::string::npos) {
+    if (asciiLowered(t.segments[i]).find("token") != std::string::npos) {
       return true;
     }
   }

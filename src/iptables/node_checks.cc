@@ -6,26 +6,6 @@
 
 namespace nmi::iptables {
 
-Result<std::string> readSmallFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    return makeError(
-        err == ENOENT ? ErrorCode::NotFound : ErrorCode::Unavailable,
-        "cannot read " + path + ": " + std::error_code(err, std::generic_category()).message());
-  }
-  std::string text;
-  constexpr std::size_t kMax = std::size_t{1} << 20U;
-  char c = 0;
-  while (text.size() < kMax && in.get(c)) {
-    text += c;
-  }
-  if (in.bad()) {
-    return makeError(ErrorCode::Unavailable, "cannot read " + path);
-  }
-  return text;
-}
-
 std::string routeLocalnetProblem(std::string_view target_ip,
                                  const Result<std::string>& route_localnet) {
   if (target_ip.rfind("127.", 0) != 0) {

@@ -18,9 +18,6 @@ inline constexpr std::string_view kKubenetRefusal =
     "https://azure.github.io/aad-pod-identity/docs/configure/aad_pod_identity_on_kubenet/ for more "
     "details.";
 
-// Reads a small text file (at most 1 MiB). Errors: NotFound, Unavailable (with errno's text).
-Result<std::string> readSmallFile(const std::string& path);
-
 // Pure. Why DNAT to `target_ip` cannot work, or "" when it can: a target in 127.0.0.0/8 needs
 // net.ipv4.conf.all.route_localnet=1. `route_localnet` is the file's content, or the error reading
 // it.

@@ -26,16 +26,5 @@ TEST(KubenetTest, TheOriginalsSubstringTest) {
   EXPECT_FALSE(selectsKubenet(""));
 }
 
-TEST(ReadSmallFileTest, ReadsOrSaysWhy) {
-  auto proc = readSmallFile("/proc/self/stat");
-  ASSERT_TRUE(proc.has_value());
-  EXPECT_FALSE(proc->empty());
-  auto missing = readSmallFile("/nonexistent/nmi/file");
-  ASSERT_FALSE(missing.has_value());
-  EXPECT_EQ(missing.error().code, ErrorCode::NotFound);
-  EXPECT_EQ(missing.error().message,
-            "cannot read /nonexistent/nmi/file: No such file or directory");
-}
-
 }  // namespace
 }  // namespace nmi::iptables

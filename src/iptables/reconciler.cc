@@ -4,6 +4,7 @@
 #include <array>
 #include <utility>
 
+#include "common/file.h"
 #include "iptables/conntrack.h"
 
 namespace nmi::iptables {
@@ -14,6 +15,7 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kFirstRetry{1'000};
 constexpr milliseconds kMaxRetry{30'000};
+constexpr std::size_t kMaxSysctlBytes = 4096;  // /proc/sys/net/ipv4/conf/all/route_localnet
 
 // The first two lines of a program's complaint, on one line.
 std::string complaint(const CommandOutput& output) {
@@ -139,7 +141,8 @@ PassResult Reconciler::lastResultForTest() const {
 
 milliseconds Reconciler::runOnce() {
   const PassOutcome outcome = pass();
-  const Result<std::string> localnet_file = readSmallFile(options_.route_localnet_path);
+  const Result<std::string> localnet_file =
+      readSmallFile(options_.route_localnet_path, kMaxSysctlBytes);
   std::string localnet = routeLocalnetProblem(options_.spec.target_ip, localnet_file);
   if (localnet != last_localnet_logged_) {
     if (!localnet.empty()) {

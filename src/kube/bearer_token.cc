@@ -6,6 +6,7 @@
 #include <system_error>
 #include <utility>
 
+#include "common/file.h"
 #include "kube/rest_config.h"
 
 namespace nmi::kube {

@@ -24,6 +24,7 @@
 #include <spdlog/logger.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "kube/decode.h"
 #include "kube/file_parse.h"
@@ -102,48 +103,6 @@ class UniqueFd {
 
 std::string errnoText(int err) {
   return std::generic_category().message(err);
-}
-
-// Reads a regular file of at most kMaxIdentityFileBytes.
-Result<std::string> readFile(const std::string& path) {
-  // O_NONBLOCK: opening a FIFO must not block; it is refused below.
-  const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));  // NOLINT: vararg
-  if (fd.get() < 0) {
-    const int err = errno;
-    return makeError(err == ENOENT ? ErrorCode::NotFound : ErrorCode::Unavailable,
-                     "cannot open: " + errnoText(err));
-  }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) {
-    return makeError(ErrorCode::Unavailable, "cannot stat: " + errnoText(errno));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return makeError(ErrorCode::InvalidArgument, "not a regular file");
-  }
-  if (static_cast<std::size_t>(st.st_size) > kMaxIdentityFileBytes) {
-    return makeError(ErrorCode::InvalidArgument,
-                     "larger than " + std::to_string(kMaxIdentityFileBytes) + " bytes");
-  }
-  std::string content;
-  std::array<char, std::size_t{64} * 1024> chunk{};
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), chunk.data(), chunk.size());
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return makeError(ErrorCode::Unavailable, "cannot read: " + errnoText(errno));
-    }
-    if (n == 0) {
-      break;
-    }
-    content.append(chunk.data(), static_cast<std::size_t>(n));
-    if (content.size() > kMaxIdentityFileBytes) {  // grew while being read
-      return makeError(ErrorCode::InvalidArgument,
-                       "larger than " + std::to_string(kMaxIdentityFileBytes) + " bytes");
-    }
-  }
-  return content;
 }
 
 struct BuildStats {
@@ -354,11 +313,9 @@ struct FileIdentitySource::State {
 
  private:
   Result<void> loadSerialised() {
-    auto content = readFile(path);
+    auto content = readSmallFile(path, kMaxIdentityFileBytes);
     if (!content) {
-      Error error = std::move(content).error();
-      error.message = path + ": " + error.message;
-      return error;
+      return std::move(content).error();  // the message names the path
     }
     auto objects = parseIdentityText(*content);
     if (!objects) {

@@ -66,9 +66,4 @@ struct RestConfigSources {
 // line saying what was tried.
 Result<RestConfig> loadRestConfig(const RestConfigSources& sources);
 
-// Reads a whole regular file of at most max_bytes. Errors: NotFound, Unavailable (read error),
-// InvalidArgument (too large, not a regular file). The message names the path, never the
-// content.
-Result<std::string> readSmallFile(const std::string& path, std::size_t max_bytes);
-
 }  // namespace nmi::kube

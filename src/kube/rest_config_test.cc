@@ -241,12 +241,5 @@ TEST_F(RestConfigTest, LoadRestConfigPrefersTheKubeconfig) {
   EXPECT_THAT(nothing.error().message, HasSubstr("give --kubeconfig"));
 }
 
-TEST_F(RestConfigTest, ReadSmallFileRefusesLargeFilesAndDirectories) {
-  const std::string path = write("big", std::string(100, 'x'));
-  EXPECT_EQ(readSmallFile(path, 100).value().size(), 100U);
-  EXPECT_EQ(readSmallFile(path, 99).error().code, ErrorCode::InvalidArgument);
-  EXPECT_EQ(readSmallFile(dir_.string(), 99).error().code, ErrorCode::InvalidArgument);
-}
-
 }  // namespace
 }  // namespace nmi::kube
