@@ -51,6 +51,26 @@ function(nmi_module name)
   target_include_directories(nmi_${name} PUBLIC "${PROJECT_SOURCE_DIR}/src")
   target_compile_options(nmi_${name} PRIVATE ${NMI_WARNINGS})
   target_link_libraries(nmi_${name} PUBLIC ${M_DEPS})
+  set_property(GLOBAL APPEND PROPERTY NMI_MODULES ${name})
+endfunction()
+
+# Writes the module graph as built, one line per module: "<module>: <modules it links>", for the
+# layering test (scripts/check-layers compares it with the table in docs/design.md).
+function(nmi_write_module_graph path)
+  get_property(modules GLOBAL PROPERTY NMI_MODULES)
+  set(text "")
+  foreach(module IN LISTS modules)
+    get_target_property(libs nmi_${module} LINK_LIBRARIES)
+    set(uses "")
+    foreach(lib IN LISTS libs)
+      if(lib MATCHES "^nmi_(.+)$")
+        list(APPEND uses ${CMAKE_MATCH_1})
+      endif()
+    endforeach()
+    list(JOIN uses " " uses)
+    string(APPEND text "${module}: ${uses}\n")
+  endforeach()
+  file(WRITE "${path}" "${text}")
 endfunction()
 
 # nmi_unit_test(NAME SOURCES a_test.cc DEPS nmi_x ...): a GoogleTest binary registered with ctest

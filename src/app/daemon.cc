@@ -40,6 +40,7 @@
 #include "kube/file_source.h"
 #include "kube/owner_check.h"
 #include "kube/rest_config.h"
+#include "metrics/exposition.h"
 #include "metrics/nmi_metrics.h"
 #include "token/aad_token_provider.h"
 #include "token/caching_token_provider.h"
@@ -513,12 +514,12 @@ int runDaemon(const config::Config& config) {
   }
   std::optional<kube::ExitDecision> exit_decision;
   health::ProbeHandler probe_handler(readiness);
-  health::MetricsHandler metrics_handler(metrics, [&] {
+  metrics::MetricsHandler metrics_handler(metrics, [&] {
     metrics.source_staleness.Set(static_cast<double>(source->staleness().count()));
     if (api_source != nullptr) {
       api_source->updateStaleGauges();
     }
-    metrics.cache_entries.Set(static_cast<double>(tokens.sizeForTest()));
+    metrics.cache_entries.Set(static_cast<double>(tokens.size()));
   });
 
   http::Server server(io, "nmi", handler, serverLimits(config.server), &metrics);

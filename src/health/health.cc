@@ -6,23 +6,6 @@ namespace nmi::health {
 
 namespace bhttp = boost::beast::http;
 
-namespace {
-
-http::Response text(bhttp::status status, std::string body, unsigned version) {
-  http::Response res{status, version};
-  res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
-  res.body() = std::move(body);
-  res.prepare_payload();
-  return res;
-}
-
-std::string_view pathOf(const http::Request& request) {
-  std::string_view target = request.target();
-  return target.substr(0, target.find('?'));
-}
-
-}  // namespace
-
 void Readiness::add(std::string name, Check check) {
   const std::lock_guard lock(mu_);
   checks_.emplace_back(std::move(name), std::move(check));
@@ -78,31 +61,17 @@ std::string readyzBody(const std::vector<std::string>& failures,
 
 Task<http::Response> ProbeHandler::handle(http::Request& request,
                                           const http::RequestContext& /*context*/) {
-  const std::string_view path = pathOf(request);
+  const std::string_view path = http::targetPath(request);
   if (path == "/healthz") {
-    co_return text(bhttp::status::ok, "ok\n", request.version());
+    co_return http::plainText(bhttp::status::ok, "ok\n", request.version());
   }
   if (path == "/readyz") {
     const auto failures = readiness_.failures();
-    co_return text(failures.empty() ? bhttp::status::ok : bhttp::status::service_unavailable,
-                   readyzBody(failures, readiness_.details()), request.version());
+    co_return http::plainText(
+        failures.empty() ? bhttp::status::ok : bhttp::status::service_unavailable,
+        readyzBody(failures, readiness_.details()), request.version());
   }
-  co_return text(bhttp::status::not_found, "not found\n", request.version());
-}
-
-Task<http::Response> MetricsHandler::handle(http::Request& request,
-                                            const http::RequestContext& /*context*/) {
-  if (pathOf(request) != "/metrics") {
-    co_return text(bhttp::status::not_found, "not found\n", request.version());
-  }
-  if (before_scrape_) {
-    before_scrape_();
-  }
-  http::Response res{bhttp::status::ok, request.version()};
-  res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-  res.body() = metrics_.serialize();
-  res.prepare_payload();
-  co_return res;
+  co_return http::plainText(bhttp::status::not_found, "not found\n", request.version());
 }
 
 }  // namespace nmi::health

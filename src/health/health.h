@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "http/server.h"
-#include "metrics/nmi_metrics.h"
 
 namespace nmi::health {
 
@@ -47,19 +46,6 @@ class ProbeHandler final : public http::Handler {
 
  private:
   const Readiness& readiness_;
-};
-
-// The metrics port: /metrics in the Prometheus text format. `before_scrape` refreshes gauges
-// that are computed rather than counted (staleness, cache sizes).
-class MetricsHandler final : public http::Handler {
- public:
-  MetricsHandler(metrics::NmiMetrics& metrics, std::function<void()> before_scrape)
-      : metrics_(metrics), before_scrape_(std::move(before_scrape)) {}
-  Task<http::Response> handle(http::Request& request, const http::RequestContext& context) override;
-
- private:
-  metrics::NmiMetrics& metrics_;
-  std::function<void()> before_scrape_;
 };
 
 }  // namespace nmi::health

@@ -118,6 +118,19 @@ class SocketWatch final : public ClientWatch {
 
 }  // namespace
 
+std::string_view targetPath(const Request& request) {
+  const std::string_view target = request.target();
+  return target.substr(0, target.find('?'));
+}
+
+Response plainText(bhttp::status status, std::string body, unsigned version) {
+  Response res{status, version};
+  res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
 Server::Server(asio::io_context& io, std::string name, Handler& handler, ServerLimits limits,
                metrics::NmiMetrics* metrics)
     : io_(io), name_(std::move(name)), handler_(handler), limits_(limits), metrics_(metrics) {}

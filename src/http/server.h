@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -13,6 +14,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/status.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include "common/cancellation.h"
@@ -28,6 +30,13 @@ namespace nmi::http {
 
 using Request = boost::beast::http::request<boost::beast::http::string_body>;
 using Response = boost::beast::http::response<boost::beast::http::string_body>;
+
+// The path of a request's target: what comes before '?', undecoded. For fixed local endpoints
+// (probes, metrics); the IMDS port canonicalises its targets (imds/request_target).
+std::string_view targetPath(const Request& request);
+
+// A text/plain answer with its length set.
+Response plainText(boost::beast::http::status status, std::string body, unsigned version);
 
 // Watches a request's connection for the client closing it. Armed on demand: only requests that
 // wait (for identity data, a token, the proxy) pay for it.

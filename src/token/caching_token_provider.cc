@@ -392,7 +392,7 @@ void CachingTokenProvider::stop() {
   wake(control->timer);
 }
 
-std::size_t CachingTokenProvider::sizeForTest() const {
+std::size_t CachingTokenProvider::size() const {
   const std::lock_guard lock(mu_);
   return entries_.size();
 }

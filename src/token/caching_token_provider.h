@@ -80,8 +80,10 @@ class CachingTokenProvider {
 
   // One sweep now; refreshes run on `executor`.
   void sweepForTest(const boost::asio::any_io_executor& executor);
-  std::size_t sizeForTest() const;
   std::size_t inFlightForTest() const;
+
+  // Tokens held now (the nmi_token_cache_entries gauge).
+  std::size_t size() const;
   std::optional<AccessToken> peekForTest(const TokenRequest& request) const;
 
  private:

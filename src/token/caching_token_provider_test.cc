@@ -136,7 +136,7 @@ TEST_F(CachingTokenProviderTest, KeysOnTheWholeRequest) {
   ASSERT_TRUE(get(other_identity));
   ASSERT_TRUE(get(mi("https://a")));
   EXPECT_EQ(mi_.calls(), 3U);
-  EXPECT_EQ(cache_->sizeForTest(), 3U);
+  EXPECT_EQ(cache_->size(), 3U);
 }
 
 TEST_F(CachingTokenProviderTest, SpellingsOfOneIdentityShareOneEntry) {
@@ -151,7 +151,7 @@ TEST_F(CachingTokenProviderTest, SpellingsOfOneIdentityShareOneEntry) {
   EXPECT_EQ(get(lower, "pod-b")->access_token, first->access_token);
   EXPECT_EQ(get(mixed, "pod-a")->access_token, first->access_token);
   EXPECT_EQ(mi_.calls(), 1U);
-  EXPECT_EQ(cache_->sizeForTest(), 1U);
+  EXPECT_EQ(cache_->size(), 1U);
   // The first spelling is what went upstream; IMDS accepts any.
   EXPECT_EQ(mi_.requests().front().selector_value, upper.selector_value);
   // Resource ids and service principals' application ids alike.
@@ -281,7 +281,7 @@ TEST_F(CachingTokenProviderTest, CancellingTheLastWaiterCancelsTheUpstreamCall) 
   EXPECT_EQ(codeOf(*pending->result), ErrorCode::Cancelled);
   EXPECT_EQ(mi_.cancelledCalls(), 1U);
   EXPECT_EQ(cache_->inFlightForTest(), 0U);
-  EXPECT_EQ(cache_->sizeForTest(), 0U);
+  EXPECT_EQ(cache_->size(), 0U);
   // The next caller starts afresh rather than joining the cancelled fetch.
   mi_.hold(false);
   const auto next = get(mi());
@@ -305,7 +305,7 @@ TEST_F(CachingTokenProviderTest, CancellingOneOfTwoWaitersLetsTheFetchGoOn) {
   poll();
   ASSERT_TRUE(staying->result.has_value());
   ASSERT_TRUE(staying->result->has_value());
-  EXPECT_EQ(cache_->sizeForTest(), 1U);
+  EXPECT_EQ(cache_->size(), 1U);
 }
 
 TEST_F(CachingTokenProviderTest, AnAlreadyCancelledRequestDoesNothing) {
@@ -377,7 +377,7 @@ TEST_F(CachingTokenProviderTest, ErrorsAreNotCached) {
   const auto failed = get(mi());
   ASSERT_FALSE(failed.has_value());
   EXPECT_EQ(failed.error().code, ErrorCode::Timeout);
-  EXPECT_EQ(cache_->sizeForTest(), 0U);
+  EXPECT_EQ(cache_->size(), 0U);
   const auto ok = get(mi());
   ASSERT_TRUE(ok.has_value());
   EXPECT_EQ(mi_.calls(), 2U);
@@ -391,7 +391,7 @@ TEST_F(CachingTokenProviderTest, AnExpiredTokenFromUpstreamIsAnError) {
   const auto result = get(mi());
   ASSERT_FALSE(result.has_value());
   EXPECT_EQ(result.error().code, ErrorCode::Unavailable);
-  EXPECT_EQ(cache_->sizeForTest(), 0U);
+  EXPECT_EQ(cache_->size(), 0U);
 }
 
 TEST_F(CachingTokenProviderTest, EvictsTheLeastRecentlyUsedBeyondTheBound) {
@@ -403,7 +403,7 @@ TEST_F(CachingTokenProviderTest, EvictsTheLeastRecentlyUsedBeyondTheBound) {
   ASSERT_TRUE(get(mi("https://3")));
   ASSERT_TRUE(get(mi("https://1")));  // 2 is now the least recently used
   ASSERT_TRUE(get(mi("https://4")));
-  EXPECT_EQ(cache_->sizeForTest(), 3U);
+  EXPECT_EQ(cache_->size(), 3U);
   EXPECT_TRUE(cache_->peekForTest(mi("https://1")).has_value());
   EXPECT_FALSE(cache_->peekForTest(mi("https://2")).has_value());
   EXPECT_TRUE(cache_->peekForTest(mi("https://3")).has_value());
@@ -546,7 +546,7 @@ TEST_F(CachingTokenProviderTest, ServesCallersOnSeveralThreads) {
   EXPECT_EQ(ok.load(), kRequests);
   EXPECT_GE(mi_.calls(), 7U);
   EXPECT_GE(sp_.calls(), 5U);
-  EXPECT_EQ(cache_->sizeForTest(), 12U);
+  EXPECT_EQ(cache_->size(), 12U);
 }
 
 }  // namespace
