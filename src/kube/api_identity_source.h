@@ -11,11 +11,11 @@
 #include <spdlog/logger.h>
 
 #include "common/clock.h"
+#include "common/sleeper.h"
 #include "identity/source.h"
 #include "kube/api_client.h"
 #include "kube/backoff.h"
 #include "kube/reflector.h"
-#include "kube/sleeper.h"
 
 namespace nmi::metrics {
 class NmiMetrics;

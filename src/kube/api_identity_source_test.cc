@@ -18,6 +18,7 @@
 #include "metrics/nmi_metrics.h"
 #include "tests/fakes/fake_api_transport.h"
 #include "tests/fakes/fake_clock.h"
+#include "tests/fakes/fake_sleeper.h"
 #include "tests/fakes/run_sync.h"
 
 namespace nmi::kube {
@@ -111,8 +112,8 @@ class ApiIdentitySourceTest : public ::testing::Test {
   nmi::testing::FakeClock clock_;
   metrics::NmiMetrics metrics_;
   std::shared_ptr<FakeApiTransport> transport_ = std::make_shared<FakeApiTransport>();
-  std::shared_ptr<testing::RecordingSleeper> sleeper_ =
-      std::make_shared<testing::RecordingSleeper>();
+  std::shared_ptr<nmi::testing::FakeSleeper> sleeper_ =
+      std::make_shared<nmi::testing::FakeSleeper>();
 };
 
 TEST_F(ApiIdentitySourceTest, SyncsEveryCacheAndAnswersQueries) {

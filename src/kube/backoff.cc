@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <random>
 
 namespace nmi::kube {
 
@@ -25,6 +26,11 @@ int watchTimeoutSeconds(std::chrono::seconds min, std::chrono::seconds max, doub
   const auto lo = static_cast<double>(std::max<std::int64_t>(1, min.count()));
   const auto hi = static_cast<double>(std::max<std::int64_t>(min.count(), max.count()));
   return static_cast<int>(std::floor(lo + (hi - lo + 1.0) * std::clamp(random, 0.0, 0.999999)));
+}
+
+double uniformRandom() {
+  thread_local std::mt19937_64 engine{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(engine);
 }
 
 }  // namespace nmi::kube

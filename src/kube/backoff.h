@@ -25,4 +25,7 @@ std::chrono::milliseconds backoffDelay(const BackoffPolicy& policy, int failures
 // (uniform in [0, 1)) so that nodes do not reconnect in step. Pure.
 int watchTimeoutSeconds(std::chrono::seconds min, std::chrono::seconds max, double random);
 
+// A uniform sample from [0, 1) (thread-safe), for jitter.
+double uniformRandom();
+
 }  // namespace nmi::kube

@@ -10,9 +10,9 @@
 
 #include "common/cancellation.h"
 #include "common/log.h"
+#include "common/sleeper.h"
 #include "kube/query.h"
 #include "kube/reflector.h"
-#include "kube/sleeper.h"
 
 namespace nmi::kube {
 

@@ -14,10 +14,10 @@
 
 #include "common/cancellation.h"
 #include "common/clock.h"
+#include "common/sleeper.h"
 #include "common/task.h"
 #include "kube/api_client.h"
 #include "kube/backoff.h"
-#include "kube/sleeper.h"
 #include "kube/store.h"
 #include "kube/watch_decode.h"
 

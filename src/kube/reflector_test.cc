@@ -16,6 +16,7 @@
 #include "kube/pod_cache.h"
 #include "tests/fakes/fake_api_transport.h"
 #include "tests/fakes/fake_clock.h"
+#include "tests/fakes/fake_sleeper.h"
 #include "tests/fakes/run_sync.h"
 
 namespace nmi::kube {
@@ -82,7 +83,7 @@ class ReflectorTest : public ::testing::Test {
   boost::asio::io_context io_;
   nmi::testing::FakeClock clock_;
   FakeApiTransport transport_;
-  testing::RecordingSleeper sleeper_{[this](std::chrono::milliseconds d) { clock_.advance(d); }};
+  nmi::testing::FakeSleeper sleeper_{clock_};
   CancellationSignal stop_;
   PodCache pods_{"node-1"};
   int changes_ = 0;

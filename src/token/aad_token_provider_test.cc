@@ -129,7 +129,7 @@ class AadTokenProviderTest : public ::testing::Test {
   testing::FakeHttpClient http_;
   FakeCredentialSource credentials_;
   metrics::NmiMetrics metrics_;
-  FakeSleeper sleeper_{clock_};
+  testing::FakeSleeper sleeper_{clock_};
   AadTokenProvider provider_{http_, credentials_, clock_, metrics_, options()};
 };
 

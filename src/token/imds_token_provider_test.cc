@@ -93,7 +93,7 @@ class ImdsTokenProviderTest : public ::testing::Test {
   testing::FakeClock clock_;
   testing::FakeHttpClient http_;
   metrics::NmiMetrics metrics_;
-  FakeSleeper sleeper_{clock_};
+  testing::FakeSleeper sleeper_{clock_};
   ImdsTokenProvider provider_{http_, clock_, metrics_, options()};
 };
 

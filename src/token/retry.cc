@@ -51,26 +51,6 @@ Error cancelled(std::string_view upstream) {
 
 }  // namespace
 
-Task<bool> AsioSleeper::sleepFor(std::chrono::milliseconds delay, CancellationSignal* cancel) {
-  auto executor = co_await asio::this_coro::executor;
-  auto timer = std::make_shared<asio::steady_timer>(executor, delay);
-  const std::size_t cancel_id = cancel != nullptr ? cancel->add([timer] {
-    asio::post(timer->get_executor(), [timer] { timer->cancel(); });
-  })
-                                                  : 0;
-  boost::system::error_code ec;
-  co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  if (cancel != nullptr) {
-    cancel->remove(cancel_id);
-  }
-  co_return cancel == nullptr || !cancel->cancelled();
-}
-
-Sleeper& defaultSleeper() {
-  static AsioSleeper sleeper;
-  return sleeper;
-}
-
 std::optional<std::string_view> headerValue(const http::Headers& headers, std::string_view name) {
   for (const auto& [key, value] : headers) {
     if (std::equal(key.begin(), key.end(), name.begin(), name.end(), [](char a, char b) {

@@ -6,6 +6,7 @@
 #include "common/cancellation.h"
 #include "common/clock.h"
 #include "common/result.h"
+#include "common/sleeper.h"
 #include "common/task.h"
 #include "http/client.h"
 #include "metrics/nmi_metrics.h"
@@ -13,24 +14,6 @@
 #include "token/retry_policy.h"
 
 namespace nmi::token {
-
-// Waits between attempts (a seam: tests use a fake that advances a FakeClock at once).
-class Sleeper {
- public:
-  virtual ~Sleeper() = default;
-  // Waits `delay`. Returns false when `cancel` (may be null) fired first.
-  virtual Task<bool> sleepFor(std::chrono::milliseconds delay, CancellationSignal* cancel) = 0;
-};
-
-// A steady_timer on the calling coroutine's executor, cancelled through the CancellationSignal
-// (the cancel is posted to the timer's executor). Callers must run on a strand. Thread-safe.
-class AsioSleeper final : public Sleeper {
- public:
-  Task<bool> sleepFor(std::chrono::milliseconds delay, CancellationSignal* cancel) override;
-};
-
-// The process-wide AsioSleeper (stateless).
-Sleeper& defaultSleeper();
 
 // Case-insensitive header lookup (first match); local to token/ so the module needs only the
 // http/client.h header.

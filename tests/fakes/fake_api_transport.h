@@ -20,7 +20,6 @@
 #include <nlohmann/json.hpp>
 
 #include "kube/api_client.h"
-#include "kube/sleeper.h"
 
 namespace nmi::kube::testing {
 
@@ -245,34 +244,6 @@ class FakeApiTransport final : public ApiTransport {
   bool hold_ = false;
   std::vector<std::shared_ptr<boost::asio::steady_timer>> held_;
   std::vector<std::string> calls_;
-};
-
-// Records each delay and returns at once (false when cancelled), advancing `clock` if given.
-class RecordingSleeper final : public Sleeper {
- public:
-  explicit RecordingSleeper(std::function<void(std::chrono::milliseconds)> on_sleep = {})
-      : on_sleep_(std::move(on_sleep)) {}
-
-  Task<bool> sleepFor(std::chrono::milliseconds delay, CancellationSignal* cancel) override {
-    {
-      const std::lock_guard lock(mu_);
-      delays_.push_back(delay);
-    }
-    if (on_sleep_) {
-      on_sleep_(delay);
-    }
-    co_return cancel == nullptr || !cancel->cancelled();
-  }
-
-  std::vector<std::chrono::milliseconds> delays() const {
-    const std::lock_guard lock(mu_);
-    return delays_;
-  }
-
- private:
-  std::function<void(std::chrono::milliseconds)> on_sleep_;
-  mutable std::mutex mu_;
-  std::vector<std::chrono::milliseconds> delays_;
 };
 
 }  // namespace nmi::kube::testing

@@ -6,16 +6,18 @@
 #include <utility>
 #include <vector>
 
+#include "common/sleeper.h"
 #include "tests/fakes/fake_clock.h"
-#include "token/retry.h"
 
-namespace nmi::token {
+namespace nmi::testing {
 
-// Test-only Sleeper: records each wait and advances a FakeClock by it at once, so retry tests
-// run in microseconds. An optional hook runs before each wait (e.g. to fire a cancellation).
+// Test-only Sleeper: records each wait and returns at once (false when cancelled), advancing a
+// FakeClock by the delay when given one, so retry and backoff tests run in microseconds. An
+// optional hook runs before each wait (e.g. to fire a cancellation or to count).
 class FakeSleeper final : public Sleeper {
  public:
-  explicit FakeSleeper(testing::FakeClock& clock) : clock_(clock) {}
+  FakeSleeper() = default;
+  explicit FakeSleeper(FakeClock& clock) : clock_(&clock) {}
 
   void onSleep(std::function<void()> hook) { hook_ = std::move(hook); }
 
@@ -30,7 +32,9 @@ class FakeSleeper final : public Sleeper {
     if (cancel != nullptr && cancel->cancelled()) {
       co_return false;
     }
-    clock_.advance(delay);
+    if (clock_ != nullptr) {
+      clock_->advance(delay);
+    }
     co_return true;
   }
 
@@ -40,10 +44,10 @@ class FakeSleeper final : public Sleeper {
   }
 
  private:
-  testing::FakeClock& clock_;
+  FakeClock* clock_ = nullptr;
   std::function<void()> hook_;
   mutable std::mutex mu_;
   std::vector<std::chrono::milliseconds> delays_;
 };
 
-}  // namespace nmi::token
+}  // namespace nmi::testing

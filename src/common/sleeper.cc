@@ -1,7 +1,6 @@
-#include "kube/sleeper.h"
+#include "common/sleeper.h"
 
 #include <memory>
-#include <random>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -9,7 +8,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-namespace nmi::kube {
+namespace nmi {
 
 namespace asio = boost::asio;
 
@@ -29,9 +28,9 @@ Task<bool> AsioSleeper::sleepFor(std::chrono::milliseconds delay, CancellationSi
   co_return cancel == nullptr || !cancel->cancelled();
 }
 
-double uniformRandom() {
-  thread_local std::mt19937_64 engine{std::random_device{}()};
-  return std::uniform_real_distribution<double>(0.0, 1.0)(engine);
+Sleeper& defaultSleeper() {
+  static AsioSleeper sleeper;
+  return sleeper;
 }
 
-}  // namespace nmi::kube
+}  // namespace nmi

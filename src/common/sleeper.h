@@ -5,9 +5,10 @@
 #include "common/cancellation.h"
 #include "common/task.h"
 
-namespace nmi::kube {
+namespace nmi {
 
-// Waiting between attempts, as a seam: tests record the delays instead of sleeping.
+// Waiting between attempts, as a seam: tests record the delays instead of sleeping
+// (tests/fakes/fake_sleeper.h).
 class Sleeper {
  public:
   virtual ~Sleeper() = default;
@@ -16,13 +17,13 @@ class Sleeper {
 };
 
 // A steady_timer on the calling coroutine's executor (which must be a strand), cancelled through
-// the CancellationSignal. Stateless and thread-safe.
+// the CancellationSignal (the cancel is posted to the timer's executor). Stateless, thread-safe.
 class AsioSleeper final : public Sleeper {
  public:
   Task<bool> sleepFor(std::chrono::milliseconds delay, CancellationSignal* cancel) override;
 };
 
-// A uniform sample from [0, 1) (thread-safe), for jitter.
-double uniformRandom();
+// The process-wide AsioSleeper.
+Sleeper& defaultSleeper();
 
-}  // namespace nmi::kube
+}  // namespace nmi
