@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,20 @@ enum class IdentityType : std::int8_t {
   ServicePrincipal = 1,
   ServicePrincipalCertificate = 2,
 };
+
+// AzureIdentity.spec.type as an IdentityType; nullopt for any other value. Pure.
+constexpr std::optional<IdentityType> identityType(int spec_type) {
+  switch (spec_type) {
+    case 0:
+      return IdentityType::UserAssignedMsi;
+    case 1:
+      return IdentityType::ServicePrincipal;
+    case 2:
+      return IdentityType::ServicePrincipalCertificate;
+    default:
+      return std::nullopt;
+  }
+}
 
 struct SecretRef {
   std::string name;

@@ -5,13 +5,13 @@
 #include <string>
 
 #include "common/clock.h"
-#include "common/concurrency_limiter.h"
 #include "http/client.h"
 #include "http/server.h"
 #include "identity/options.h"
 #include "identity/resolver.h"
 #include "identity/source.h"
 #include "imds/audit.h"
+#include "imds/proxy.h"
 #include "imds/request_target.h"
 #include "imds/responses.h"
 #include "imds/route.h"
@@ -64,8 +64,6 @@ class ImdsHandler final : public http::Handler {
                              const http::RequestContext& context, Outcome& outcome);
   Task<http::Response> hostToken(const http::Request& request, const CanonicalTarget& target,
                                  const http::RequestContext& context, Outcome& outcome);
-  Task<http::Response> proxy(const http::Request& request, const CanonicalTarget& target,
-                             Route route, const http::RequestContext& context);
   // Waits for the decision about `pod`'s identity (re-evaluating on every change) and gets the
   // token. Shared by both token endpoints.
   Task<http::Response> decideAndFetch(const http::Request& request, const identity::PodInfo& pod,
@@ -76,11 +74,10 @@ class ImdsHandler final : public http::Handler {
   const HandlerOptions options_;
   identity::IdentitySource& source_;
   token::CachingTokenProvider& tokens_;
-  http::HttpClient& proxy_client_;
   const Clock& clock_;
   metrics::NmiMetrics& metrics_;
   AuditLog& audit_;
-  ConcurrencyLimiter proxy_slots_;
+  ImdsProxy proxy_;
 };
 
 }  // namespace nmi::imds

@@ -51,18 +51,6 @@ Error cancelled(std::string_view upstream) {
 
 }  // namespace
 
-std::optional<std::string_view> headerValue(const http::Headers& headers, std::string_view name) {
-  for (const auto& [key, value] : headers) {
-    if (std::equal(key.begin(), key.end(), name.begin(), name.end(), [](char a, char b) {
-          return std::tolower(static_cast<unsigned char>(a)) ==
-                 std::tolower(static_cast<unsigned char>(b));
-        })) {
-      return std::string_view{value};
-    }
-  }
-  return std::nullopt;
-}
-
 Task<Result<http::ClientResponse>> sendWithRetry(http::HttpClient& client,
                                                  http::ClientRequest request,
                                                  const UpstreamCall& call,
@@ -110,7 +98,7 @@ Task<Result<http::ClientResponse>> sendWithRetry(http::HttpClient& client,
       if (!isRetryableStatus(response.status)) {
         co_return makeError(ErrorCode::Upstream, last_failure);
       }
-      if (const auto header = headerValue(response.headers, "Retry-After")) {
+      if (const auto header = response.header("Retry-After")) {
         retry_after = parseRetryAfter(*header, call.clock.systemNow());
       }
     } else {

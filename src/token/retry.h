@@ -15,10 +15,6 @@
 
 namespace nmi::token {
 
-// Case-insensitive header lookup (first match); local to token/ so the module needs only the
-// http/client.h header.
-std::optional<std::string_view> headerValue(const http::Headers& headers, std::string_view name);
-
 // What one upstream exchange needs besides the request.
 struct UpstreamCall {
   std::string_view upstream;  // "imds" or "aad": metrics label and message prefix
