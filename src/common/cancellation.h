@@ -78,4 +78,36 @@ class CancellationSignal {
 
 using CancellationSignalPtr = std::shared_ptr<CancellationSignal>;
 
+// A callback registered with a CancellationSignal (may be null: nothing is registered) for as long
+// as this object lives, or until reset(): the one way operations register, so that a long-lived
+// signal holds only the callbacks of operations in flight. Runs the callback at once when the
+// signal has already fired. Not thread-safe itself (one operation owns it); the signal is.
+class CancelRegistration {
+ public:
+  CancelRegistration(CancellationSignal* signal, CancellationSignal::Callback callback)
+      : signal_(signal) {
+    if (signal_ != nullptr) {
+      id_ = signal_->add(std::move(callback));
+    }
+  }
+  ~CancelRegistration() { reset(); }
+  CancelRegistration(const CancelRegistration&) = delete;
+  CancelRegistration& operator=(const CancelRegistration&) = delete;
+  CancelRegistration(CancelRegistration&&) = delete;
+  CancelRegistration& operator=(CancelRegistration&&) = delete;
+
+  // Unregisters now (the operation finished); the callback will not run after this returns
+  // unless cancel() had already taken it.
+  void reset() {
+    if (signal_ != nullptr) {
+      signal_->remove(id_);
+      signal_ = nullptr;
+    }
+  }
+
+ private:
+  CancellationSignal* signal_;
+  std::size_t id_ = 0;
+};
+
 }  // namespace nmi

@@ -70,5 +70,40 @@ TEST(CancellationSignal, IdsAreNeverReused) {
   EXPECT_EQ(ran, 1);
 }
 
+TEST(CancelRegistration, RegisteredForItsLifetimeOnly) {
+  CancellationSignal signal;
+  int ran = 0;
+  {
+    const CancelRegistration registration(&signal, [&ran] { ++ran; });
+    EXPECT_EQ(signal.pending(), 1U);
+  }
+  EXPECT_EQ(signal.pending(), 0U);  // a long-lived signal keeps nothing of finished operations
+  signal.cancel();
+  EXPECT_EQ(ran, 0);
+}
+
+TEST(CancelRegistration, RunsOnCancelAndAtOnceWhenAlreadyCancelled) {
+  CancellationSignal signal;
+  int ran = 0;
+  CancelRegistration registration(&signal, [&ran] { ++ran; });
+  signal.cancel();
+  EXPECT_EQ(ran, 1);
+  registration.reset();  // after the fact: harmless
+  const CancelRegistration late(&signal, [&ran] { ++ran; });
+  EXPECT_EQ(ran, 2);
+}
+
+TEST(CancelRegistration, ResetUnregistersAndANullSignalRegistersNothing) {
+  CancellationSignal signal;
+  int ran = 0;
+  CancelRegistration registration(&signal, [&ran] { ++ran; });
+  registration.reset();
+  signal.cancel();
+  EXPECT_EQ(ran, 0);
+  CancelRegistration none(nullptr, [&ran] { ++ran; });
+  none.reset();
+  EXPECT_EQ(ran, 0);
+}
+
 }  // namespace
 }  // namespace nmi

@@ -7,18 +7,13 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/timer.h"
+
 namespace nmi {
 
 namespace asio = boost::asio;
 
-namespace {
-
-void wake(const std::shared_ptr<asio::steady_timer>& timer) {
-  // Timers are not thread-safe: cancel on the timer's own (strand) executor.
-  asio::post(timer->get_executor(), [timer] { timer->cancel(); });
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void ChangeNotifier::notify() {
   std::vector<TimerPtr> to_wake;
@@ -28,7 +23,7 @@ void ChangeNotifier::notify() {
     to_wake.assign(waiters_.begin(), waiters_.end());
   }
   for (const auto& timer : to_wake) {
-    wake(timer);
+    wakeTimer(timer);
   }
 }
 
@@ -44,12 +39,10 @@ Task<ChangeNotifier::WaitResult> ChangeNotifier::waitForChange(std::uint64_t see
     }
     waiters_.insert(timer);
   }
-  const std::size_t cancel_id = cancel != nullptr ? cancel->add([timer] { wake(timer); }) : 0;
+  CancelRegistration on_cancel(cancel, [timer] { wakeTimer(timer); });
   boost::system::error_code ec;
   co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  if (cancel != nullptr) {
-    cancel->remove(cancel_id);
-  }
+  on_cancel.reset();
   bool changed = false;
   {
     const std::lock_guard lock(mu_);

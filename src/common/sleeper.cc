@@ -8,6 +8,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/timer.h"
+
 namespace nmi {
 
 namespace asio = boost::asio;
@@ -15,16 +17,10 @@ namespace asio = boost::asio;
 Task<bool> AsioSleeper::sleepFor(std::chrono::milliseconds delay, CancellationSignal* cancel) {
   auto executor = co_await asio::this_coro::executor;
   auto timer = std::make_shared<asio::steady_timer>(executor, delay);
-  std::size_t cancel_id = 0;
-  if (cancel != nullptr) {
-    cancel_id =
-        cancel->add([timer] { asio::post(timer->get_executor(), [timer] { timer->cancel(); }); });
-  }
+  CancelRegistration on_cancel(cancel, [timer] { wakeTimer(timer); });
   boost::system::error_code ec;
   co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  if (cancel != nullptr) {
-    cancel->remove(cancel_id);
-  }
+  on_cancel.reset();
   co_return cancel == nullptr || !cancel->cancelled();
 }
 

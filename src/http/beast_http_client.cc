@@ -356,13 +356,12 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
     // Cancellation closes the connection's socket on this coroutine's executor, so it never
     // races with the coroutine's own calls on the socket.
     auto cancelled = std::make_shared<std::atomic<bool>>(false);
-    const std::size_t cancel_id =
-        cancel == nullptr ? 0 : cancel->add([executor, connection, cancelled] {
-          asio::post(executor, [connection, cancelled] {
-            cancelled->store(true);
-            connection->lowest().cancel();
-          });
-        });
+    CancelRegistration on_cancel(cancel, [executor, connection, cancelled] {
+      asio::post(executor, [connection, cancelled] {
+        cancelled->store(true);
+        connection->lowest().cancel();
+      });
+    });
     Result<ClientResponse> result = makeError(ErrorCode::Internal, "not sent");
     bool established = reused;
     if (!reused) {
@@ -394,8 +393,8 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
       result = co_await exchange(connection, *url, request, deadline);
     }
     if (cancel != nullptr) {
-      cancel->remove(cancel_id);
-      // A cancellation posted before remove() runs before this continuation.
+      on_cancel.reset();
+      // A cancellation posted before reset() runs before this continuation.
       co_await asio::post(executor, asio::use_awaitable);
     }
     if (cancelled->load() || (cancel != nullptr && cancel->cancelled())) {

@@ -66,32 +66,12 @@ Error cancelledError() {
   return makeError(ErrorCode::Cancelled, "API request cancelled");
 }
 
-// Registers `action` with a CancellationSignal (may be null) for the lifetime of this object.
-// The action is posted to `executor` (the coroutine's strand), so that it never races with the
-// coroutine's own calls on the I/O object it touches.
-class CancelHook {
- public:
-  CancelHook(CancellationSignal* cancel, const asio::any_io_executor& executor,
-             std::function<void()> action)
-      : cancel_(cancel) {
-    if (cancel_ != nullptr) {
-      id_ = cancel_->add([executor, action = std::move(action)] { asio::post(executor, action); });
-    }
-  }
-  ~CancelHook() {
-    if (cancel_ != nullptr) {
-      cancel_->remove(id_);
-    }
-  }
-  CancelHook(const CancelHook&) = delete;
-  CancelHook& operator=(const CancelHook&) = delete;
-  CancelHook(CancelHook&&) = delete;
-  CancelHook& operator=(CancelHook&&) = delete;
-
- private:
-  CancellationSignal* cancel_;
-  std::size_t id_ = 0;
-};
+// Cancellation runs `action` on `executor` (the coroutine's strand), so that it never races with
+// the coroutine's own calls on the I/O object it touches.
+CancellationSignal::Callback onStrand(const asio::any_io_executor& executor,
+                                      std::function<void()> action) {
+  return [executor, action = std::move(action)] { asio::post(executor, action); };
+}
 
 bool cancelled(const CancellationSignal* cancel) {
   return cancel != nullptr && cancel->cancelled();
@@ -231,7 +211,7 @@ Task<Result<BeastApiTransport::ConnectionPtr>> BeastApiTransport::connect(
   error_code ec;
   tcp::resolver::results_type endpoints;
   {
-    const CancelHook hook(cancel, executor, [resolver] { resolver->cancel(); });
+    const CancelRegistration hook(cancel, onStrand(executor, [resolver] { resolver->cancel(); }));
     const std::string port = std::to_string(server_.port);
     endpoints = co_await resolver->async_resolve(server_.host, port,
                                                  asio::redirect_error(asio::use_awaitable, ec));
@@ -245,7 +225,7 @@ Task<Result<BeastApiTransport::ConnectionPtr>> BeastApiTransport::connect(
                             ErrorCode::ResourceExhausted);
   }
   auto connection = std::make_shared<Connection>(executor_, *tls_);
-  const CancelHook hook(cancel, executor, [connection] { connection->close(); });
+  const CancelRegistration hook(cancel, onStrand(executor, [connection] { connection->close(); }));
   connection->tcp().expires_at(
       std::min(head_deadline, std::chrono::steady_clock::now() + options_.connect_timeout));
   co_await connection->tcp().async_connect(endpoints,
@@ -306,7 +286,8 @@ Task<Result<ApiResponse>> BeastApiTransport::getOnce(const std::string& target,
       }
       connection = std::move(*fresh);
     }
-    const CancelHook hook(cancel, executor, [connection] { connection->close(); });
+    const CancelRegistration hook(cancel,
+                                  onStrand(executor, [connection] { connection->close(); }));
     error_code ec;
     connection->tcp().expires_at(deadline);
     co_await bhttp::async_write(connection->stream, request,
@@ -395,7 +376,7 @@ Task<Result<ApiResponse>> BeastApiTransport::watchOnce(const std::string& target
   }
   const ConnectionPtr connection = std::move(*connected);
   auto executor = co_await asio::this_coro::executor;
-  const CancelHook hook(cancel, executor, [connection] { connection->close(); });
+  const CancelRegistration hook(cancel, onStrand(executor, [connection] { connection->close(); }));
 
   bhttp::request<bhttp::empty_body> request{bhttp::verb::get, server_.target + target, 11};
   request.set(bhttp::field::host, server_.authority());

@@ -7,18 +7,13 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/timer.h"
+
 namespace nmi::token {
 
 namespace asio = boost::asio;
 
-namespace {
-
-void wake(const std::shared_ptr<asio::steady_timer>& timer) {
-  // Timers are not thread-safe: cancel on the timer's own (strand) executor.
-  asio::post(timer->get_executor(), [timer] { timer->cancel(); });
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Task<Result<AsyncSemaphore::Permit>> AsyncSemaphore::acquire(std::chrono::milliseconds timeout,
                                                              CancellationSignal* cancel) {
@@ -38,12 +33,10 @@ Task<Result<AsyncSemaphore::Permit>> AsyncSemaphore::acquire(std::chrono::millis
     waiters_.push_back(waiter);
   }
   auto timer = waiter->timer;
-  const std::size_t cancel_id = cancel != nullptr ? cancel->add([timer] { wake(timer); }) : 0;
+  CancelRegistration on_cancel(cancel, [timer] { wakeTimer(timer); });
   boost::system::error_code ec;
   co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  if (cancel != nullptr) {
-    cancel->remove(cancel_id);
-  }
+  on_cancel.reset();
   bool granted = false;
   {
     const std::lock_guard lock(mu_);
@@ -78,7 +71,7 @@ void AsyncSemaphore::release() {
     waiters_.pop_front();
     next->granted = true;
   }
-  wake(next->timer);
+  wakeTimer(next->timer);
 }
 
 std::size_t AsyncSemaphore::available() const {

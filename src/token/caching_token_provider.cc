@@ -12,6 +12,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/timer.h"
 #include "token/log.h"
 
 namespace nmi::token {
@@ -22,11 +23,6 @@ namespace {
 
 constexpr std::string_view kPerPodKeys = "per_pod_keys";
 constexpr std::string_view kPerPodRate = "per_pod_rate";
-
-void wake(const std::shared_ptr<asio::steady_timer>& timer) {
-  // Timers are not thread-safe: cancel on the timer's own (strand) executor.
-  asio::post(timer->get_executor(), [timer] { timer->cancel(); });
-}
 
 Error cancelledError() {
   return makeError(ErrorCode::Cancelled, "token request cancelled");
@@ -160,7 +156,7 @@ Task<Result<AccessToken>> CachingTokenProvider::get(const TokenRequest& request,
 Task<Result<AccessToken>> CachingTokenProvider::waitFor(FlightPtr flight, TimerPtr timer,
                                                         TokenRequest key,
                                                         CancellationSignal* cancel) {
-  const std::size_t cancel_id = cancel != nullptr ? cancel->add([timer] { wake(timer); }) : 0;
+  const CancelRegistration on_cancel(cancel, [timer] { wakeTimer(timer); });
   for (;;) {
     bool leaving = false;
     bool cancel_upstream = false;
@@ -170,9 +166,6 @@ Task<Result<AccessToken>> CachingTokenProvider::waitFor(FlightPtr flight, TimerP
         std::erase(flight->timers, timer);
         --flight->waiters;
         Result<AccessToken> result = *flight->result;
-        if (cancel != nullptr) {
-          cancel->remove(cancel_id);
-        }
         co_return result;
       }
       if (cancel != nullptr && cancel->cancelled()) {
@@ -230,7 +223,7 @@ Task<void> CachingTokenProvider::runFlight(TokenRequest key, FlightPtr flight) {
     timers = flight->timers;
   }
   for (const auto& timer : timers) {
-    wake(timer);
+    wakeTimer(timer);
   }
   if (!result && flight->background) {
     logger()->warn("background token refresh failed code={} error=\"{}\"",
@@ -389,7 +382,7 @@ void CachingTokenProvider::stop() {
     const std::lock_guard lock(control->mu);
     control->stopped = true;
   }
-  wake(control->timer);
+  wakeTimer(control->timer);
 }
 
 std::size_t CachingTokenProvider::size() const {
