@@ -192,12 +192,19 @@ Result<void> Server::preferThisListener() {
 }
 
 void Server::clearListenerPreference() {
-  if (acceptor_) {
-    const int unused = 0;
-    // Fails with ENOENT when no program is attached: nothing to undo.
-    (void)::setsockopt(acceptor_->native_handle(), SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused,
-                       sizeof unused);
+  if (!acceptor_) {
+    return;
   }
+  // On the acceptor's strand: a drain may be closing the listener (its descriptor must not be
+  // used after that, nor one that reused its number).
+  asio::post(acceptor_->get_executor(), [this] {
+    if (acceptor_->is_open()) {
+      const int unused = 0;
+      // Fails with ENOENT when no program is attached: nothing to undo.
+      (void)::setsockopt(acceptor_->native_handle(), SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused,
+                         sizeof unused);
+    }
+  });
 }
 
 std::size_t Server::connectionCount() const {

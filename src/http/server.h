@@ -108,7 +108,7 @@ class Server {
   // back to its hash. Errors: Unavailable (no listener, or the kernel refuses the program).
   Result<void> preferThisListener();
   // Removes that program from the group (the previous nmi has gone), so that the next hand-over
-  // starts from the kernel's hash again.
+  // starts from the kernel's hash again. Asynchronous: runs on the listener's strand.
   void clearListenerPreference();
   // Stops accepting, closes idle connections, lets requests in flight finish (their responses
   // carry Connection: close), and after `grace` closes whatever is left. Completes when every

@@ -93,8 +93,12 @@ TEST_F(ReusePortTest, ThePreferredListenerTakesEveryNewConnectionUntilCleared) {
   EXPECT_EQ(steered["new"], 64);
   EXPECT_EQ(steered.count("old"), 0U);
 
+  // Cleared on the listener's strand, soon after the call: the hash is back within a few rounds.
   new_.clearListenerPreference();
-  auto cleared = answers(64);
+  std::map<std::string, int> cleared;
+  for (int round = 0; round < 20 && (cleared["old"] == 0 || cleared["new"] == 0); ++round) {
+    cleared = answers(64);
+  }
   EXPECT_GT(cleared["old"], 0);
   EXPECT_GT(cleared["new"], 0);
 }

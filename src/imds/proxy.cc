@@ -1,7 +1,9 @@
 #include "imds/proxy.h"
 
+#include <algorithm>
 #include <array>
 #include <utility>
+#include <vector>
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
@@ -66,23 +68,26 @@ bool listsToken(std::string_view list, std::string_view token) {
 }
 
 http::Headers forwardedRequestFields(const http::Request& request) {
+  // The Connection fields, read once (a request may repeat the field).
+  std::vector<std::string_view> connection;
+  for (const auto& field : request) {
+    if (field.name() == bhttp::field::connection) {
+      connection.push_back(field.value());
+    }
+  }
+  const auto namedByConnection = [&connection](std::string_view name) {
+    return std::any_of(connection.begin(), connection.end(),
+                       [name](std::string_view list) { return listsToken(list, name); });
+  };
   http::Headers out;
   for (const auto& field : request) {
     const std::string_view name = field.name_string();
     if (isHopByHop(name) || boost::beast::iequals(name, "host") ||
-        boost::beast::iequals(name, "content-length") || boost::beast::iequals(name, "expect")) {
+        boost::beast::iequals(name, "content-length") || boost::beast::iequals(name, "expect") ||
+        namedByConnection(name)) {
       continue;
     }
-    bool named_by_connection = false;
-    for (const auto& connection : request) {
-      if (connection.name() == bhttp::field::connection && listsToken(connection.value(), name)) {
-        named_by_connection = true;
-        break;
-      }
-    }
-    if (!named_by_connection) {
-      out.emplace_back(std::string(name), std::string(field.value()));
-    }
+    out.emplace_back(std::string(name), std::string(field.value()));
   }
   return out;
 }
