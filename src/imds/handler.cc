@@ -6,7 +6,6 @@
 #include <utility>
 
 #include <boost/asio/ip/address.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/beast/http/field.hpp>
 #include <fmt/format.h>
 
@@ -14,6 +13,7 @@
 #include "common/log.h"
 #include "identity/gather.h"
 #include "identity/redact.h"
+#include "imds/data_wait.h"
 #include "imds/request_rules.h"
 #include "imds/token_request.h"
 #include "metrics/nmi_metrics.h"
@@ -46,7 +46,7 @@ std::string resourceParam(const CanonicalTarget& target) {
 }  // namespace
 
 ImdsHandler::ImdsHandler(HandlerOptions options, identity::IdentitySource& source,
-                         token::CachingTokenProvider& tokens, http::HttpClient& proxy_client,
+                         token::TokenCache& tokens, http::HttpClient& proxy_client,
                          const Clock& clock, metrics::NmiMetrics& metrics, AuditLog& audit)
     : options_(std::move(options)),
       source_(source),
@@ -117,7 +117,7 @@ Task<http::Response> ImdsHandler::handle(http::Request& request,
   }
   const unsigned status = response.result_int();
   const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - context.received_at).count();
+      std::chrono::duration<double>(clock_.monotonicNow() - context.received_at).count();
   metrics_.countRequest(route_name, status);
   if (route_name == "token" || route_name == "host_token") {
     metrics_.observeOperation(route_name, status, outcome.pod_ns, outcome.resource, seconds);
@@ -145,30 +145,24 @@ Task<http::Response> ImdsHandler::token(const http::Request& request, const Cano
   // caches not synced) waits for events up to pod_wait; it never falls back to a former owner.
   const MonotonicTime pod_deadline = context.received_at + options_.pod_wait;
   PodMatch match;
-  for (;;) {
-    const auto generation = source_.changes().generation();
+  const PendingCheck pod_unknown = [&]() -> std::optional<MonotonicTime> {
     if (source_.hasSynced()) {
       match = identity::matchPodByIp(source_.ipClaims(ip), clock_.systemNow());
       if (match.kind != PodMatch::Kind::Unknown) {
-        break;
+        return std::nullopt;
       }
     }
-    metrics_.requests_waiting.Increment();
-    const auto waited =
-        co_await source_.changes().waitForChange(generation, pod_deadline, context.clientGone());
-    metrics_.requests_waiting.Decrement();
-    if (waited == ChangeNotifier::WaitResult::Cancelled) {
-      outcome.detail = "client went away while waiting for its pod";
-      co_return makeReply(Reply::PodNotFound, version);
-    }
-    if (waited == ChangeNotifier::WaitResult::DeadlinePassed) {
-      if (!source_.hasSynced()) {
-        outcome.detail = "identity data not synced: " + source_.notReadyReason();
-        co_return makeReply(Reply::NotReady, version);
-      }
-      match = identity::matchPodByIp(source_.ipClaims(ip), clock_.systemNow());
-      break;
-    }
+    return pod_deadline;
+  };
+  const WaitEnd waited = co_await waitForData(source_.changes(), pod_unknown, context.clientGone(),
+                                              metrics_.requests_waiting);
+  if (waited == WaitEnd::ClientGone) {
+    outcome.detail = "client went away while waiting for its pod";
+    co_return makeReply(Reply::PodNotFound, version);
+  }
+  if (waited == WaitEnd::DeadlinePassed && !source_.hasSynced()) {
+    outcome.detail = "identity data not synced: " + source_.notReadyReason();
+    co_return makeReply(Reply::NotReady, version);
   }
   if (match.kind == PodMatch::Kind::Unknown) {
     outcome.detail = match.refused.empty() ? fmt::format("no pod with ip {}", ip)
@@ -208,24 +202,24 @@ Task<http::Response> ImdsHandler::hostToken(const http::Request& request,
   }
   const MonotonicTime pod_deadline = context.received_at + options_.pod_wait;
   std::optional<identity::PodInfo> pod;
-  for (;;) {
-    const auto generation = source_.changes().generation();
+  const PendingCheck pod_unknown = [&]() -> std::optional<MonotonicTime> {
     if (source_.hasSynced()) {
       pod = source_.podByName(pod_ns, pod_name);
       if (pod) {
-        break;
+        return std::nullopt;
       }
     }
-    const auto waited =
-        co_await source_.changes().waitForChange(generation, pod_deadline, context.clientGone());
-    if (waited != ChangeNotifier::WaitResult::Changed) {
-      if (!source_.hasSynced()) {
-        outcome.detail = "identity data not synced: " + source_.notReadyReason();
-        co_return makeReply(Reply::NotReady, version);
-      }
-      pod = source_.podByName(pod_ns, pod_name);
-      break;
-    }
+    return pod_deadline;
+  };
+  const WaitEnd waited = co_await waitForData(source_.changes(), pod_unknown, context.clientGone(),
+                                              metrics_.requests_waiting);
+  if (waited == WaitEnd::ClientGone) {
+    outcome.detail = "client went away while waiting for its pod";
+    co_return makeReply(Reply::IdentityNotFound, version);
+  }
+  if (waited == WaitEnd::DeadlinePassed && !source_.hasSynced()) {
+    outcome.detail = "identity data not synced: " + source_.notReadyReason();
+    co_return makeReply(Reply::NotReady, version);
   }
   if (!pod) {
     outcome.detail = fmt::format("pod {} doesn't exist", quoteLogValue(pod_ns + "/" + pod_name));
@@ -249,44 +243,31 @@ Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,
   const identity::ResolverOptions resolver_options{options_.mode, options_.force_namespaced,
                                                    !host_endpoint};
   // Re-decide on every change until the data allows an answer or the budget is spent.
-  std::optional<MonotonicTime> deadline;
   identity::Decision decision;
-  for (;;) {
-    const auto generation = source_.changes().generation();
+  const PendingCheck undecided = [&]() -> std::optional<MonotonicTime> {
     decision = identity::resolve(identity::gatherInput(source_, pod, options_.mode), wanted,
                                  resolver_options);
     if (decision.kind != DecisionKind::Wait) {
-      break;
+      return std::nullopt;
     }
-    if (!deadline) {
-      deadline = context.received_at + identity::waitBudget(decision.wait_reason, options_.wait);
-    }
-    metrics_.requests_waiting.Increment();
-    const auto waited =
-        co_await source_.changes().waitForChange(generation, *deadline, context.clientGone());
-    metrics_.requests_waiting.Decrement();
-    if (waited == ChangeNotifier::WaitResult::Cancelled) {
-      outcome.detail = fmt::format("pod {}/{}: client went away while waiting ({})", pod.ns,
-                                   pod.name, identity::waitReasonName(decision.wait_reason));
-      co_return makeReply(Reply::IdentityNotFound, version);
-    }
-    if (waited == ChangeNotifier::WaitResult::DeadlinePassed) {
-      decision = identity::resolve(identity::gatherInput(source_, pod, options_.mode), wanted,
-                                   resolver_options);
-      if (decision.kind == DecisionKind::Wait) {
-        outcome.detail =
-            fmt::format("pod {}/{}: identity not ready after {} s ({})", pod.ns, pod.name,
-                        std::chrono::duration_cast<std::chrono::seconds>(
-                            identity::waitBudget(decision.wait_reason, options_.wait))
-                            .count(),
-                        identity::waitReasonName(decision.wait_reason));
-        co_return makeReply(options_.set_retry_after_header && !host_endpoint
-                                ? Reply::IdentityNotReady
-                                : Reply::IdentityNotFound,
-                            version);
-      }
-      break;
-    }
+    return context.received_at + identity::waitBudget(decision.wait_reason, options_.wait);
+  };
+  const WaitEnd waited = co_await waitForData(source_.changes(), undecided, context.clientGone(),
+                                              metrics_.requests_waiting);
+  if (waited == WaitEnd::ClientGone) {
+    outcome.detail = fmt::format("pod {}/{}: client went away while waiting ({})", pod.ns, pod.name,
+                                 identity::waitReasonName(decision.wait_reason));
+    co_return makeReply(Reply::IdentityNotFound, version);
+  }
+  if (waited == WaitEnd::DeadlinePassed) {
+    outcome.detail = fmt::format("pod {}/{}: identity not ready after {} s ({})", pod.ns, pod.name,
+                                 std::chrono::duration_cast<std::chrono::seconds>(
+                                     identity::waitBudget(decision.wait_reason, options_.wait))
+                                     .count(),
+                                 identity::waitReasonName(decision.wait_reason));
+    co_return makeReply(options_.set_retry_after_header && !host_endpoint ? Reply::IdentityNotReady
+                                                                          : Reply::IdentityNotFound,
+                        version);
   }
   outcome.detail = decision.reason;
   token::TokenRequest token_request;
@@ -338,20 +319,15 @@ Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,
     }
   }
   const std::string requester = pod.uid.empty() ? pod.ns + "/" + pod.name : pod.uid;
-  // A cache hit is answered without suspending (and without watching the connection).
-  const auto executor = co_await boost::asio::this_coro::executor;
-  std::optional<Result<token::AccessToken>> token;
-  if (auto hit = tokens_.lookup(token_request, requester, executor)) {
-    token.emplace(std::move(*hit));
-  } else {
-    token.emplace(co_await tokens_.get(token_request, requester, context.clientGone()));
-  }
-  if (!*token) {
+  // One cache access: a hit is answered without suspending.
+  const Result<token::AccessToken> token =
+      co_await tokens_.get(token_request, requester, context.clientGone());
+  if (!token) {
     outcome.detail = fmt::format("{}; token: {}: {}", decision.reason,
-                                 errorCodeName(token->error().code), token->error().message);
-    co_return makeReply(replyForTokenError(token->error()), version);
+                                 errorCodeName(token.error().code), token.error().message);
+    co_return makeReply(replyForTokenError(token.error()), version);
   }
-  const token::AccessToken& access = token->value();
+  const token::AccessToken& access = token.value();
   // IMDS answers with the client id of the identity as it knows it (a lower-case GUID), never
   // with the request's spelling: the upstream's report when there is one, else the identity's.
   if (!access.client_id.empty()) {

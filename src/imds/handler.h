@@ -16,7 +16,7 @@
 #include "imds/responses.h"
 #include "imds/route.h"
 #include "token/authority.h"
-#include "token/caching_token_provider.h"
+#include "token/types.h"
 
 namespace nmi::metrics {
 class NmiMetrics;
@@ -52,9 +52,9 @@ struct HandlerOptions {
 // waits are event-driven (IdentitySource::changes()) and end when the client leaves.
 class ImdsHandler final : public http::Handler {
  public:
-  ImdsHandler(HandlerOptions options, identity::IdentitySource& source,
-              token::CachingTokenProvider& tokens, http::HttpClient& proxy_client,
-              const Clock& clock, metrics::NmiMetrics& metrics, AuditLog& audit);
+  ImdsHandler(HandlerOptions options, identity::IdentitySource& source, token::TokenCache& tokens,
+              http::HttpClient& proxy_client, const Clock& clock, metrics::NmiMetrics& metrics,
+              AuditLog& audit);
 
   Task<http::Response> handle(http::Request& request, const http::RequestContext& context) override;
 
@@ -73,7 +73,7 @@ class ImdsHandler final : public http::Handler {
 
   const HandlerOptions options_;
   identity::IdentitySource& source_;
-  token::CachingTokenProvider& tokens_;
+  token::TokenCache& tokens_;
   const Clock& clock_;
   metrics::NmiMetrics& metrics_;
   AuditLog& audit_;

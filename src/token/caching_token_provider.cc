@@ -79,23 +79,6 @@ void CachingTokenProvider::countHit(const asio::any_io_executor& executor,
   }
 }
 
-std::optional<AccessToken> CachingTokenProvider::lookup(const TokenRequest& request,
-                                                        std::string_view requester,
-                                                        const asio::any_io_executor& executor) {
-  const SystemTime now = clock_.systemNow();
-  const MonotonicTime mono = clock_.monotonicNow();
-  std::optional<AccessToken> hit;
-  FlightPtr refresh;
-  {
-    const std::lock_guard lock(mu_);
-    hit = hitLocked(request, requester, now, mono, refresh);
-  }
-  if (hit) {
-    countHit(executor, request, refresh);
-  }
-  return hit;
-}
-
 Task<Result<AccessToken>> CachingTokenProvider::get(const TokenRequest& request,
                                                     std::string_view requester,
                                                     CancellationSignal* cancel) {

@@ -53,26 +53,20 @@ struct CacheOptions {
 // object must outlive its flights: stop() it and let its executors finish before destroying it
 // (the destructor calls stop(), which posts to the executor given to start(), so that executor
 // must still exist then).
-class CachingTokenProvider {
+class CachingTokenProvider final : public TokenCache {
  public:
   CachingTokenProvider(TokenProvider& upstream_mi, TokenProvider& upstream_sp, const Clock& clock,
                        metrics::NmiMetrics& metrics, CacheOptions options);
   CachingTokenProvider(const CachingTokenProvider&) = delete;
   CachingTokenProvider& operator=(const CachingTokenProvider&) = delete;
-  ~CachingTokenProvider();
+  ~CachingTokenProvider() override;
 
-  // A token for `request`, on behalf of `requester` (a pod uid, or "host"). Errors: those of the
-  // upstream providers; ResourceExhausted "too many distinct tokens for this pod" / "too many token
-  // fetches for this pod"; Cancelled (`cancel`, may be null, fired; the shared fetch goes on
-  // while others wait for it).
+  // A token for `request`, on behalf of `requester` (a pod uid, or "host"). A hit returns without
+  // suspending. Errors: those of the upstream providers; ResourceExhausted "too many distinct
+  // tokens for this pod" / "too many token fetches for this pod"; Cancelled (`cancel`, may be
+  // null, fired; the shared fetch goes on while others wait for it).
   Task<Result<AccessToken>> get(const TokenRequest& request, std::string_view requester,
-                                CancellationSignal* cancel);
-
-  // The hit path of get() without suspending: a token with at least min_lifetime left, or
-  // nullopt (then call get()). Starts a background refresh on `executor` inside the refresh
-  // window, as get() does.
-  std::optional<AccessToken> lookup(const TokenRequest& request, std::string_view requester,
-                                    const boost::asio::any_io_executor& executor);
+                                CancellationSignal* cancel) override;
 
   // Starts the sweeper (every sweep_interval) on a strand of `executor`; stop() ends it.
   void start(const boost::asio::any_io_executor& executor);

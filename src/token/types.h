@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/cancellation.h"
 #include "common/clock.h"
@@ -94,5 +95,17 @@ class TokenProvider {
 };
 
 using TokenProviderPtr = std::unique_ptr<TokenProvider>;
+
+// What the IMDS handler asks of the token cache: one call per request. A token for `request`, on
+// behalf of `requester` (a pod uid, or "host"); a cached token is answered without suspending.
+// Errors: those of the upstream providers; ResourceExhausted (per-requester limits); Cancelled
+// (`cancel`, may be null, fired). Implemented by CachingTokenProvider; tests use
+// tests/fakes/fake_token_cache.h.
+class TokenCache {
+ public:
+  virtual ~TokenCache() = default;
+  virtual Task<Result<AccessToken>> get(const TokenRequest& request, std::string_view requester,
+                                        CancellationSignal* cancel) = 0;
+};
 
 }  // namespace nmi::token
