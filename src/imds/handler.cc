@@ -1,6 +1,7 @@
 #include "imds/handler.h"
 
 #include <algorithm>
+#include <functional>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -143,26 +144,15 @@ Task<http::Response> ImdsHandler::token(const http::Request& request, const Cano
   }
   // Find the calling pod by its address. An address nobody claims yet (a pod just started, or
   // caches not synced) waits for events up to pod_wait; it never falls back to a former owner.
-  const MonotonicTime pod_deadline = context.received_at + options_.pod_wait;
   PodMatch match;
-  const PendingCheck pod_unknown = [&]() -> std::optional<MonotonicTime> {
-    if (source_.hasSynced()) {
-      match = identity::matchPodByIp(source_.ipClaims(ip), clock_.systemNow());
-      if (match.kind != PodMatch::Kind::Unknown) {
-        return std::nullopt;
-      }
-    }
-    return pod_deadline;
+  const std::function<bool()> claimed = [&] {
+    match = identity::matchPodByIp(source_.ipClaims(ip), clock_.systemNow());
+    return match.kind != PodMatch::Kind::Unknown;
   };
-  const WaitEnd waited = co_await waitForData(source_.changes(), pod_unknown, context.clientGone(),
-                                              metrics_.requests_waiting);
-  if (waited == WaitEnd::ClientGone) {
-    outcome.detail = "client went away while waiting for its pod";
-    co_return makeReply(Reply::PodNotFound, version);
-  }
-  if (waited == WaitEnd::DeadlinePassed && !source_.hasSynced()) {
-    outcome.detail = "identity data not synced: " + source_.notReadyReason();
-    co_return makeReply(Reply::NotReady, version);
+  const std::optional<Reply> no_pod =
+      co_await waitForPod(claimed, Reply::PodNotFound, context, outcome);
+  if (no_pod) {
+    co_return makeReply(*no_pod, version);
   }
   if (match.kind == PodMatch::Kind::Unknown) {
     outcome.detail = match.refused.empty() ? fmt::format("no pod with ip {}", ip)
@@ -200,26 +190,15 @@ Task<http::Response> ImdsHandler::hostToken(const http::Request& request,
   if (outcome.resource.empty()) {
     co_return makeReply(Reply::ResourceMissing, version);
   }
-  const MonotonicTime pod_deadline = context.received_at + options_.pod_wait;
   std::optional<identity::PodInfo> pod;
-  const PendingCheck pod_unknown = [&]() -> std::optional<MonotonicTime> {
-    if (source_.hasSynced()) {
-      pod = source_.podByName(pod_ns, pod_name);
-      if (pod) {
-        return std::nullopt;
-      }
-    }
-    return pod_deadline;
+  const std::function<bool()> exists = [&] {
+    pod = source_.podByName(pod_ns, pod_name);
+    return pod.has_value();
   };
-  const WaitEnd waited = co_await waitForData(source_.changes(), pod_unknown, context.clientGone(),
-                                              metrics_.requests_waiting);
-  if (waited == WaitEnd::ClientGone) {
-    outcome.detail = "client went away while waiting for its pod";
-    co_return makeReply(Reply::IdentityNotFound, version);
-  }
-  if (waited == WaitEnd::DeadlinePassed && !source_.hasSynced()) {
-    outcome.detail = "identity data not synced: " + source_.notReadyReason();
-    co_return makeReply(Reply::NotReady, version);
+  const std::optional<Reply> no_pod =
+      co_await waitForPod(exists, Reply::IdentityNotFound, context, outcome);
+  if (no_pod) {
+    co_return makeReply(*no_pod, version);
   }
   if (!pod) {
     outcome.detail = fmt::format("pod {} doesn't exist", quoteLogValue(pod_ns + "/" + pod_name));
@@ -231,6 +210,29 @@ Task<http::Response> ImdsHandler::hostToken(const http::Request& request,
   const identity::IdentityRequest wanted = identityRequest(target);
   const std::string resource = outcome.resource;
   co_return co_await decideAndFetch(request, *pod, wanted, resource, true, context, outcome);
+}
+
+Task<std::optional<Reply>> ImdsHandler::waitForPod(const std::function<bool()>& found, Reply gone,
+                                                   const http::RequestContext& context,
+                                                   Outcome& outcome) {
+  const MonotonicTime deadline = context.received_at + options_.pod_wait;
+  const PendingCheck pod_unknown = [&]() -> std::optional<MonotonicTime> {
+    if (source_.hasSynced() && found()) {
+      return std::nullopt;
+    }
+    return deadline;
+  };
+  const WaitEnd waited = co_await waitForData(source_.changes(), pod_unknown, context.clientGone(),
+                                              metrics_.requests_waiting);
+  if (waited == WaitEnd::ClientGone) {
+    outcome.detail = "client went away while waiting for its pod";
+    co_return gone;
+  }
+  if (waited == WaitEnd::DeadlinePassed && !source_.hasSynced()) {
+    outcome.detail = "identity data not synced: " + source_.notReadyReason();
+    co_return Reply::NotReady;
+  }
+  co_return std::nullopt;
 }
 
 Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,

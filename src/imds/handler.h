@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "common/clock.h"
@@ -64,6 +66,12 @@ class ImdsHandler final : public http::Handler {
                              const http::RequestContext& context, Outcome& outcome);
   Task<http::Response> hostToken(const http::Request& request, const CanonicalTarget& target,
                                  const http::RequestContext& context, Outcome& outcome);
+  // Waits up to pod_wait for the calling pod: `found` is evaluated (once the source has synced)
+  // now and on every change. Nullopt when the request may go on (found, or the wait ended with
+  // synced data: `found`'s own result says which); else the reply: `gone` when the client left,
+  // NotReady when the data never synced.
+  Task<std::optional<Reply>> waitForPod(const std::function<bool()>& found, Reply gone,
+                                        const http::RequestContext& context, Outcome& outcome);
   // Waits for the decision about `pod`'s identity (re-evaluating on every change) and gets the
   // token. Shared by both token endpoints.
   Task<http::Response> decideAndFetch(const http::Request& request, const identity::PodInfo& pod,

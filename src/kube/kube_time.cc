@@ -17,28 +17,16 @@ bool takeEither(std::string_view& s, char upper, char lower) {
 }  // namespace
 
 std::optional<SystemTime> parseKubeTime(std::string_view s) {
-  const auto year = takeDigits(s, 4, 4);
-  if (!year || !takeChar(s, '-')) {
-    return std::nullopt;
-  }
-  const auto month = takeDigits(s, 2, 2);
-  if (!month || !takeChar(s, '-')) {
-    return std::nullopt;
-  }
+  const auto year = takeDigitsThen(s, 4, 4, '-');
+  const auto month = takeDigitsThen(s, 2, 2, '-');
   const auto day = takeDigits(s, 2, 2);
-  if (!day || !takeEither(s, 'T', 't')) {
+  if (!year || !month || !day || !takeEither(s, 'T', 't')) {
     return std::nullopt;
   }
-  const auto hour = takeDigits(s, 2, 2);
-  if (!hour || !takeChar(s, ':')) {
-    return std::nullopt;
-  }
-  const auto minute = takeDigits(s, 2, 2);
-  if (!minute || !takeChar(s, ':')) {
-    return std::nullopt;
-  }
+  const auto hour = takeDigitsThen(s, 2, 2, ':');
+  const auto minute = takeDigitsThen(s, 2, 2, ':');
   const auto second = takeDigits(s, 2, 2);
-  if (!second) {
+  if (!hour || !minute || !second) {
     return std::nullopt;
   }
   std::chrono::nanoseconds fraction{0};
@@ -62,32 +50,21 @@ std::optional<SystemTime> parseKubeTime(std::string_view s) {
   }
   std::int64_t offset_seconds = 0;
   if (!takeEither(s, 'Z', 'z')) {
-    if (s.empty() || (s.front() != '+' && s.front() != '-')) {
+    const auto offset = takeUtcOffset(s);
+    if (!offset) {
       return std::nullopt;
     }
-    const int sign = s.front() == '-' ? -1 : 1;
-    s.remove_prefix(1);
-    const auto off_hour = takeDigits(s, 2, 2);
-    if (!off_hour || !takeChar(s, ':')) {
-      return std::nullopt;
-    }
-    const auto off_minute = takeDigits(s, 2, 2);
-    if (!off_minute || *off_hour > 23 || *off_minute > 59) {
-      return std::nullopt;
-    }
-    offset_seconds = sign * (std::int64_t{*off_hour} * 3600 + std::int64_t{*off_minute} * 60);
+    offset_seconds = *offset;
   }
-  if (!s.empty() || *month < 1 || *month > 12 || *hour > 23 || *minute > 59 || *second > 59) {
+  if (!s.empty()) {
     return std::nullopt;
   }
-  const auto local = civilToEpochSeconds(*year, *month, *day, *hour, *minute, *second);
-  if (!local) {
+  const auto epoch_at =
+      epochSecondsAt({*year, *month, *day, *hour, *minute, *second}, offset_seconds);
+  if (!epoch_at || *epoch_at < 0) {
     return std::nullopt;
   }
-  const std::int64_t epoch = *local - offset_seconds;
-  if (epoch < 0) {
-    return std::nullopt;
-  }
+  const std::int64_t epoch = *epoch_at;
   if (epoch >= lastSystemTimeSecond()) {
     return clampedSystemTime(epoch);  // (a fraction would overflow)
   }

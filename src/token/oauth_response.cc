@@ -103,28 +103,13 @@ StringField stringField(const Json& doc, const char* name) {
 // them: month, day and hour take one or two digits, minutes and seconds exactly two; with PM an
 // hour below 12 gets 12 added, with AM hour 12 becomes 0.
 std::optional<std::int64_t> parseAdalDate(std::string_view s) {
-  const auto month = takeDigits(s, 1, 2);
-  if (!month || !takeChar(s, '/')) {
-    return std::nullopt;
-  }
-  const auto day = takeDigits(s, 1, 2);
-  if (!day || !takeChar(s, '/')) {
-    return std::nullopt;
-  }
-  const auto year = takeDigits(s, 4, 4);
-  if (!year || !takeChar(s, ' ')) {
-    return std::nullopt;
-  }
-  auto hour = takeDigits(s, 1, 2);
-  if (!hour || !takeChar(s, ':')) {
-    return std::nullopt;
-  }
-  const auto minute = takeDigits(s, 2, 2);
-  if (!minute || !takeChar(s, ':')) {
-    return std::nullopt;
-  }
-  const auto second = takeDigits(s, 2, 2);
-  if (!second || !takeChar(s, ' ')) {
+  const auto month = takeDigitsThen(s, 1, 2, '/');
+  const auto day = takeDigitsThen(s, 1, 2, '/');
+  const auto year = takeDigitsThen(s, 4, 4, ' ');
+  auto hour = takeDigitsThen(s, 1, 2, ':');
+  const auto minute = takeDigitsThen(s, 2, 2, ':');
+  const auto second = takeDigitsThen(s, 2, 2, ' ');
+  if (!month || !day || !year || !hour || !minute || !second) {
     return std::nullopt;
   }
   if (s.starts_with("PM ") || s.starts_with("AM ")) {
@@ -137,30 +122,12 @@ std::optional<std::int64_t> parseAdalDate(std::string_view s) {
     }
     s.remove_prefix(3);
   }
-  if (s.size() != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':') {
+  const auto offset = takeUtcOffset(s);
+  if (!offset || !s.empty()) {
     return std::nullopt;
   }
-  const int sign = s[0] == '-' ? -1 : 1;
-  s.remove_prefix(1);
-  const auto off_h = takeDigits(s, 2, 2);
-  if (!off_h || !takeChar(s, ':')) {
-    return std::nullopt;
-  }
-  const auto off_m = takeDigits(s, 2, 2);
-  if (!off_m || !s.empty()) {
-    return std::nullopt;
-  }
-  if (*month < 1 || *month > 12 || *hour > 23 || *minute > 59 || *second > 59 || *off_h > 23 ||
-      *off_m > 59) {
-    return std::nullopt;
-  }
-  const auto local = civilToEpochSeconds(*year, *month, *day, *hour, *minute, *second);
-  if (!local) {
-    return std::nullopt;
-  }
-  const std::int64_t offset = std::int64_t{*off_h} * 3600 + std::int64_t{*off_m} * 60;
-  const std::int64_t epoch = *local - sign * offset;
-  if (epoch < 0 || epoch > kMaxEpochSeconds) {
+  const auto epoch = epochSecondsAt({*year, *month, *day, *hour, *minute, *second}, *offset);
+  if (!epoch || *epoch < 0 || *epoch > kMaxEpochSeconds) {
     return std::nullopt;
   }
   return epoch;
