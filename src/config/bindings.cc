@@ -81,41 +81,30 @@ Binding levelInto(int& field) {
                  }};
 }
 
-Binding secondsInto(std::chrono::seconds& field, int min, int max) {
-  return Binding{"seconds", std::to_string(field.count()), false,
+// A binding of `field` (a duration) to an int in [min, max] counted in `Unit`s.
+template <class Unit, class Field>
+Binding countInto(const char* type, Field& field, int min, int max) {
+  return Binding{type, std::to_string(std::chrono::duration_cast<Unit>(field).count()), false,
                  [&field, min, max](const std::string& text) -> std::optional<std::string> {
                    int value = 0;
                    if (std::optional<std::string> why = readInt(text, min, max, value)) {
                      return why;
                    }
-                   field = std::chrono::seconds(value);
+                   field = Unit(value);
                    return std::nullopt;
                  }};
+}
+
+Binding secondsInto(std::chrono::seconds& field, int min, int max) {
+  return countInto<std::chrono::seconds>("seconds", field, min, max);
 }
 
 Binding millisFromSecondsInto(std::chrono::milliseconds& field, int min, int max) {
-  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(field);
-  return Binding{"seconds", std::to_string(seconds.count()), false,
-                 [&field, min, max](const std::string& text) -> std::optional<std::string> {
-                   int value = 0;
-                   if (std::optional<std::string> why = readInt(text, min, max, value)) {
-                     return why;
-                   }
-                   field = std::chrono::seconds(value);
-                   return std::nullopt;
-                 }};
+  return countInto<std::chrono::seconds>("seconds", field, min, max);
 }
 
 Binding millisInto(std::chrono::milliseconds& field, int min, int max) {
-  return Binding{"ms", std::to_string(field.count()), false,
-                 [&field, min, max](const std::string& text) -> std::optional<std::string> {
-                   int value = 0;
-                   if (std::optional<std::string> why = readInt(text, min, max, value)) {
-                     return why;
-                   }
-                   field = std::chrono::milliseconds(value);
-                   return std::nullopt;
-                 }};
+  return countInto<std::chrono::milliseconds>("ms", field, min, max);
 }
 
 Binding portInto(std::uint16_t& field) {
