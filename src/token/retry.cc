@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <random>
 #include <string>
 
 #include <boost/asio/post.hpp>
@@ -11,6 +10,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/backoff.h"
 #include "token/log.h"
 #include "token/oauth_response.h"
 
@@ -19,11 +19,6 @@ namespace nmi::token {
 namespace asio = boost::asio;
 
 namespace {
-
-double jitter01() {
-  thread_local std::mt19937_64 engine{std::random_device{}()};
-  return std::uniform_real_distribution<double>(0.0, 1.0)(engine);
-}
 
 std::chrono::milliseconds remainingBudget(const UpstreamCall& call, MonotonicTime start) {
   const auto spent =
@@ -113,7 +108,7 @@ Task<Result<http::ClientResponse>> sendWithRetry(http::HttpClient& client,
       last_failure = std::string(call.upstream) + ": " + error.message;
     }
     const auto delay =
-        nextDelay(attempt, retry_after, remainingBudget(call, start), jitter01(), call.policy);
+        nextDelay(attempt, retry_after, remainingBudget(call, start), uniformRandom(), call.policy);
     if (!delay) {
       break;
     }

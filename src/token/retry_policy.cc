@@ -163,16 +163,7 @@ std::optional<std::chrono::milliseconds> nextDelay(int attempt,
     delay = std::max(std::chrono::milliseconds{0},
                      std::chrono::duration_cast<std::chrono::milliseconds>(*retry_after));
   } else {
-    const int shift = std::clamp(attempt, 0, 30);
-    const auto base = policy.base_delay.count();
-    const auto cap = policy.max_delay.count();
-    // base * 2^shift without overflow.
-    const auto exponential =
-        base > (cap >> shift) ? cap : std::min<std::int64_t>(cap, base << shift);
-    const double j = std::clamp(jitter01, 0.0, 1.0);
-    const double factor = 1.0 + policy.jitter * (2.0 * j - 1.0);
-    delay = std::chrono::milliseconds{
-        static_cast<std::int64_t>(static_cast<double>(exponential) * factor)};
+    delay = jitteredBackoff(policy.backoff, attempt, jitter01);
   }
   if (delay >= remaining_budget) {
     return std::nullopt;

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string_view>
 
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "common/result.h"
 
@@ -11,10 +12,9 @@ namespace nmi::token {
 
 // How a token fetch retries. The budget covers the whole fetch: every attempt and every wait.
 struct RetryPolicy {
-  std::chrono::milliseconds budget{30'000};               // --token-retry-budget-sec
-  std::chrono::milliseconds base_delay{500};              // first wait; doubles per attempt
-  std::chrono::milliseconds max_delay{8'000};             // cap of the exponential wait
-  double jitter = 0.2;                                    // +/- this fraction of the wait
+  std::chrono::milliseconds budget{30'000};  // --token-retry-budget-sec
+  // The waits: 500 ms doubling per attempt, capped at 8 s, ±20 %.
+  BackoffPolicy backoff{std::chrono::milliseconds{500}, std::chrono::milliseconds{8'000}, 0.2};
   std::chrono::milliseconds max_attempt_timeout{10'000};  // one attempt at most this long
 };
 
@@ -27,9 +27,8 @@ bool isRetryableStatus(unsigned status);
 bool isRetryableError(ErrorCode code);
 
 // The wait before the next attempt after `attempt` (0-based) failed: `retry_after` when the
-// upstream sent one, else base_delay * 2^attempt capped at max_delay and scaled by
-// 1 + jitter * (2 * jitter01 - 1). nullopt when the next attempt could not start within
-// `remaining_budget` (wait >= remaining). Pure.
+// upstream sent one, else jitteredBackoff(backoff, attempt, jitter01). nullopt when the next
+// attempt could not start within `remaining_budget` (wait >= remaining). Pure.
 std::optional<std::chrono::milliseconds> nextDelay(int attempt,
                                                    std::optional<std::chrono::seconds> retry_after,
                                                    std::chrono::milliseconds remaining_budget,

@@ -61,9 +61,7 @@ TEST(RetryPolicyTest, GivesUpWhenTheWaitWouldNotFitTheBudget) {
 
 TEST(RetryPolicyTest, HonoursACustomPolicy) {
   RetryPolicy policy;
-  policy.base_delay = 10ms;
-  policy.max_delay = 25ms;
-  policy.jitter = 0;
+  policy.backoff = {10ms, 25ms, 0};
   EXPECT_EQ(nextDelay(0, std::nullopt, 1h, 0.0, policy), 10ms);
   EXPECT_EQ(nextDelay(1, std::nullopt, 1h, 0.0, policy), 20ms);
   EXPECT_EQ(nextDelay(2, std::nullopt, 1h, 0.0, policy), 25ms);
