@@ -30,6 +30,7 @@
 #include "common/base64.h"
 #include "http/io_error.h"
 #include "http/response_reader.h"
+#include "http/tls.h"
 
 namespace nmi::http {
 
@@ -86,21 +87,12 @@ class Reservation {
 
 Result<std::unique_ptr<BeastHttpClient>> BeastHttpClient::create(asio::io_context& io,
                                                                  ClientOptions options) {
-  auto tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
-  error_code ec;
-  tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                       asio::ssl::context::no_tlsv1_1,
-                   ec);
-  tls->set_default_verify_paths(ec);
-  if (!options.ca_file.empty()) {
-    tls->load_verify_file(options.ca_file, ec);
-    if (ec) {
-      return makeError(ErrorCode::InvalidArgument,
-                       fmt::format("cannot load CA file {}: {}", options.ca_file, ec.message()));
-    }
+  TlsClientOptions tls_options;
+  tls_options.ca_file = options.ca_file;
+  auto tls = makeTlsClientContext(tls_options);
+  if (!tls) {
+    return tls.error();
   }
-  tls->set_verify_mode(asio::ssl::verify_peer);
   std::optional<ProxyUrl> proxy;
   if (!options.https_proxy.empty()) {
     auto parsed = parseProxyUrl(options.https_proxy);
@@ -110,7 +102,7 @@ Result<std::unique_ptr<BeastHttpClient>> BeastHttpClient::create(asio::io_contex
     proxy = *parsed;
   }
   return std::unique_ptr<BeastHttpClient>(
-      new BeastHttpClient(io, std::move(options), std::move(tls), std::move(proxy)));
+      new BeastHttpClient(io, std::move(options), std::move(*tls), std::move(proxy)));
 }
 
 BeastHttpClient::BeastHttpClient(asio::io_context& io, ClientOptions options,

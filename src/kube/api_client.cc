@@ -30,6 +30,7 @@
 #include <openssl/ssl.h>
 
 #include "http/io_error.h"
+#include "http/tls.h"
 #include "kube/watch_decode.h"
 
 namespace nmi::kube {
@@ -109,32 +110,13 @@ Result<std::shared_ptr<BeastApiTransport>> BeastApiTransport::create(asio::any_i
                                                                      const RestConfig& config,
                                                                      TransportOptions options,
                                                                      const Clock& clock) {
-  auto tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
-  error_code ec;
-  tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                       asio::ssl::context::no_tlsv1_1,
-                   ec);
-  if (config.ca_pem.empty()) {
-    tls->set_default_verify_paths(ec);
-  } else {
-    tls->add_certificate_authority(asio::buffer(config.ca_pem), ec);
-    if (ec) {
-      return makeError(ErrorCode::InvalidArgument,
-                       "cannot load the API server's certificate authority: " + ec.message());
-    }
-  }
-  tls->set_verify_mode(asio::ssl::verify_peer);
-  if (!config.client_cert_pem.empty()) {
-    tls->use_certificate_chain(asio::buffer(config.client_cert_pem), ec);
-    if (ec) {
-      return makeError(ErrorCode::InvalidArgument,
-                       "cannot load the client certificate: " + ec.message());
-    }
-    tls->use_private_key(asio::buffer(config.client_key_pem), asio::ssl::context::pem, ec);
-    if (ec) {
-      return makeError(ErrorCode::InvalidArgument, "cannot load the client key: " + ec.message());
-    }
+  http::TlsClientOptions tls_options;
+  tls_options.ca_pem = config.ca_pem;
+  tls_options.client_cert_pem = config.client_cert_pem;
+  tls_options.client_key_pem = config.client_key_pem;
+  auto tls = http::makeTlsClientContext(tls_options);
+  if (!tls) {
+    return makeError(tls.error().code, "API server TLS: " + tls.error().message);
   }
   BearerToken token;
   if (!config.token_file.empty()) {
@@ -146,7 +128,7 @@ Result<std::shared_ptr<BeastApiTransport>> BeastApiTransport::create(asio::any_i
     token = BearerToken::fixed(config.token);
   }
   return std::shared_ptr<BeastApiTransport>(new BeastApiTransport(
-      std::move(executor), config, std::move(options), std::move(tls), std::move(token)));
+      std::move(executor), config, std::move(options), std::move(*tls), std::move(token)));
 }
 
 BeastApiTransport::BeastApiTransport(asio::any_io_executor executor, const RestConfig& config,
