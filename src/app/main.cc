@@ -5,6 +5,7 @@
 
 #include "app/daemon.h"
 #include "app/logging.h"
+#include "app/options.h"
 #include "config/config.h"
 #include "iptables/cleanup.h"
 #include "iptables/process_command_runner.h"
