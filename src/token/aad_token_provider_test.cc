@@ -14,9 +14,12 @@
 #include "tests/fakes/fake_http_client.h"
 #include "tests/fakes/fake_sleeper.h"
 #include "tests/fakes/run_sync.h"
+#include "tests/fakes/test_values.h"
 
 namespace nmi::token {
 namespace {
+
+using nmi::testing::codeOf;
 
 using namespace std::chrono_literals;
 
@@ -25,12 +28,6 @@ constexpr std::int64_t kNow = 1704067200;
 std::string readTestFile(const std::string& name) {
   std::ifstream in(std::string(NMI_TOKEN_TESTDATA) + "/" + name, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// The error code of `r`, or nullopt when it holds a value (so a wrong success fails, not aborts).
-template <class T>
-std::optional<ErrorCode> codeOf(const Result<T>& r) {
-  return r.has_value() ? std::nullopt : std::optional<ErrorCode>(r.error().code);
 }
 
 // A CredentialSource over a map; counts loads.

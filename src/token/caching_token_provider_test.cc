@@ -17,37 +17,16 @@
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_token_provider.h"
 #include "tests/fakes/run_sync.h"
+#include "tests/fakes/test_values.h"
 
 namespace nmi::token {
 namespace {
 
+using nmi::testing::codeOf;
+using nmi::testing::metricValue;
+
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
-
-std::optional<double> metricValue(const std::string& text, const std::string& name,
-                                  const std::string& label) {
-  std::size_t pos = 0;
-  while ((pos = text.find(name, pos)) != std::string::npos) {
-    const std::size_t end = text.find('\n', pos);
-    const bool line_start = pos == 0 || text[pos - 1] == '\n';
-    const std::string line = text.substr(pos, end - pos);
-    pos = end;
-    if (!line_start || line.size() <= name.size() ||
-        (line[name.size()] != '{' && line[name.size()] != ' ')) {
-      continue;
-    }
-    if (line.find(label) != std::string::npos) {
-      return std::stod(line.substr(line.rfind(' ') + 1));
-    }
-  }
-  return std::nullopt;
-}
-
-// The error code of `r`, or nullopt when it holds a value (so a wrong success fails, not aborts).
-template <class T>
-std::optional<ErrorCode> codeOf(const Result<T>& r) {
-  return r.has_value() ? std::nullopt : std::optional<ErrorCode>(r.error().code);
-}
 
 TokenRequest mi(std::string resource = "https://vault.azure.net") {
   TokenRequest r;
@@ -103,7 +82,7 @@ class CachingTokenProviderTest : public ::testing::Test {
   }
 
   double metric(const std::string& name, const std::string& label) {
-    return metricValue(metrics_.serialize(), name, label).value_or(-1);
+    return metricValue(metrics_.serialize(), name, {label}).value_or(-1);
   }
 
   asio::io_context io_;

@@ -18,9 +18,13 @@
 #include "tests/fakes/fake_http_client.h"
 #include "tests/fakes/fake_sleeper.h"
 #include "tests/fakes/run_sync.h"
+#include "tests/fakes/test_values.h"
 
 namespace nmi::token {
 namespace {
+
+using nmi::testing::codeOf;
+using nmi::testing::metricValue;
 
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
@@ -33,36 +37,6 @@ std::string okBody(std::int64_t expires_on = kNow + 3600) {
          std::to_string(expires_on) + R"(","ext_expires_in":"3600","not_before":")" +
          std::to_string(kNow - 300) +
          R"(","resource":"https://vault.azure.net","token_type":"Bearer"})";
-}
-
-// The value of the first sample line of `name` whose labels contain every one of `labels`.
-std::optional<double> metricValue(const std::string& text, const std::string& name,
-                                  const std::vector<std::string>& labels) {
-  std::size_t pos = 0;
-  while ((pos = text.find(name, pos)) != std::string::npos) {
-    const std::size_t end = text.find('\n', pos);
-    const bool line_start = pos == 0 || text[pos - 1] == '\n';
-    const std::string line = text.substr(pos, end - pos);
-    pos = end;
-    if (!line_start || line.size() <= name.size() ||
-        (line[name.size()] != '{' && line[name.size()] != ' ')) {
-      continue;
-    }
-    bool all = true;
-    for (const auto& label : labels) {
-      all = all && line.find(label) != std::string::npos;
-    }
-    if (all) {
-      return std::stod(line.substr(line.rfind(' ') + 1));
-    }
-  }
-  return std::nullopt;
-}
-
-// The error code of `r`, or nullopt when it holds a value (so a wrong success fails, not aborts).
-template <class T>
-std::optional<ErrorCode> codeOf(const Result<T>& r) {
-  return r.has_value() ? std::nullopt : std::optional<ErrorCode>(r.error().code);
 }
 
 TokenRequest miRequest(Selector selector, std::string value,
