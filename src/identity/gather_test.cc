@@ -39,7 +39,7 @@ void populate(FakeIdentitySource& source, bool with_assignments = true) {
     source.addAssigned(mine);
     source.addAssigned(theirs);
   }
-  for (AzureIdentityBinding b :
+  for (const AzureIdentityBinding& b :
        std::vector<AzureIdentityBinding>{{"apps", "bind-1", "id", "demo"},
                                          {"apps", "bind-2", "id", "demo"},  // same identity twice
                                          {"team", "bind-3", "team-id", "demo"},
@@ -47,8 +47,9 @@ void populate(FakeIdentitySource& source, bool with_assignments = true) {
                                          {"apps", "bind-5", "missing", "demo"}}) {
     source.addBinding(b);
   }
-  for (AzureIdentity id : {makeIdentity("apps", "id"), makeIdentity("team", "team-id"),
-                           makeIdentity("apps", "unused"), makeIdentity("apps", "team-id")}) {
+  for (const AzureIdentity& id :
+       {makeIdentity("apps", "id"), makeIdentity("team", "team-id"), makeIdentity("apps", "unused"),
+        makeIdentity("apps", "team-id")}) {
     source.addIdentity(id);
   }
   source.addException({"apps", "e1", {{"app", "mic"}}});

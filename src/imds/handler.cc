@@ -124,7 +124,7 @@ Task<http::Response> ImdsHandler::handle(http::Request& request,
     metrics_.observeOperation(route_name, status, outcome.pod_ns, outcome.resource, seconds);
   }
   log()->debug("status={} took_ms={:.3f} method={} route={} remote={}{}{}", status, seconds * 1000,
-               std::string_view(request.method_string()), route_name, peerAddress(context.peer),
+               request.method_string(), route_name, peerAddress(context.peer),
                outcome.detail.empty() ? "" : " detail=", outcome.detail);
   co_return response;
 }

@@ -90,24 +90,24 @@ http::Request get(const std::string& target, bool metadata_header = true) {
 class HandlerTest : public ::testing::Test {
  protected:
   HandlerTest() {
-    options.pod_wait = 40ms;
-    options.wait.interval = 10ms;
-    options.wait.retry_attempts_for_created = 2;
-    options.wait.retry_attempts_for_assigned = 1;
+    options_.pod_wait = 40ms;
+    options_.wait.interval = 10ms;
+    options_.wait.retry_attempts_for_created = 2;
+    options_.wait.retry_attempts_for_assigned = 1;
   }
 
   http::Response call(http::Request request, const std::string& peer = kPodIp) {
-    ImdsHandler handler(options, source, tokens, proxy_client, clock, metrics, audit);
+    ImdsHandler handler(options_, source_, tokens_, proxy_client_, clock_, metrics_, audit_);
     const http::RequestContext context{asio::ip::make_address(peer), 40'000,
                                        std::chrono::steady_clock::now(), nullptr};
-    return nmi::testing::runSync(io, handler.handle(request, context));
+    return nmi::testing::runSync(io_, handler.handle(request, context));
   }
 
   // Runs `change` once a request waits for identity data (checked on every turn of the loop), so
   // that a test proves the wait ends on the change itself.
   void whenWaiting(std::function<void()> change) {
-    asio::post(io, [this, change = std::move(change)]() mutable {
-      if (source.changes().waiters() > 0) {
+    asio::post(io_, [this, change = std::move(change)]() mutable {
+      if (source_.changes().waiters() > 0) {
         change();
       } else {
         whenWaiting(std::move(change));
@@ -117,32 +117,32 @@ class HandlerTest : public ::testing::Test {
 
   // The standard-mode set-up of one pod and its identity, `state` as MIC left it.
   identity::PodInfo podWithIdentity(AssignedState state = AssignedState::Assigned) {
-    const auto p = pod("web", kPodIp, "web");
+    auto p = pod("web", kPodIp, "web");
     const auto id = userAssigned("id-web", kClientId);
-    source.addPod(p);
-    source.addIdentity(id);
-    source.addBinding(binding(id, "web"));
-    source.addAssigned(assigned(p, id, state));
+    source_.addPod(p);
+    source_.addIdentity(id);
+    source_.addBinding(binding(id, "web"));
+    source_.addAssigned(assigned(p, id, state));
     return p;
   }
 
   static nlohmann::json body(const http::Response& r) { return nlohmann::json::parse(r.body()); }
 
-  HandlerOptions options;
-  asio::io_context io;
-  nmi::testing::FakeClock clock;
-  nmi::testing::FakeIdentitySource source;
-  nmi::testing::FakeTokenCache tokens{clock};
-  nmi::testing::FakeHttpClient proxy_client;
-  metrics::NmiMetrics metrics;
-  AuditLog audit{metrics};
+  HandlerOptions options_;
+  asio::io_context io_;
+  nmi::testing::FakeClock clock_;
+  nmi::testing::FakeIdentitySource source_;
+  nmi::testing::FakeTokenCache tokens_{clock_};
+  nmi::testing::FakeHttpClient proxy_client_;
+  metrics::NmiMetrics metrics_;
+  AuditLog audit_{metrics_};
 };
 
 TEST_F(HandlerTest, ProbesWithoutMetadataHeaderOrResourceAreAnsweredAtOnce) {
   podWithIdentity();
   EXPECT_EQ(call(get(kTokenPath, false)).result_int(), 400);
   EXPECT_EQ(call(get("/metadata/identity/oauth2/token?api-version=2018-02-01")).result_int(), 400);
-  EXPECT_TRUE(tokens.calls().empty());
+  EXPECT_TRUE(tokens_.calls().empty());
 }
 
 TEST_F(HandlerTest, AssignedIdentityIsServedWithItsCanonicalClientId) {
@@ -154,7 +154,7 @@ TEST_F(HandlerTest, AssignedIdentityIsServedWithItsCanonicalClientId) {
   EXPECT_EQ(j["resource"], "https://vault.azure.net");
   EXPECT_EQ(j["client_id"], "8a1e9f4c-1b2d-4e5f-8a9b-0c1d2e3f4a5b");
   EXPECT_EQ(j["expires_in"], "3600");
-  const auto calls = tokens.calls();
+  const auto calls = tokens_.calls();
   ASSERT_EQ(calls.size(), 1U);
   const auto& call0 = calls[0];
   EXPECT_EQ(call0.requester, p.uid);
@@ -169,7 +169,7 @@ TEST_F(HandlerTest, AnotherIdentitysClientIdIsNotFound) {
   const auto r =
       call(get(std::string(kTokenPath) + "&client_id=00000000-0000-0000-0000-00000000000b"));
   EXPECT_EQ(r.result_int(), 404);
-  EXPECT_TRUE(tokens.calls().empty());
+  EXPECT_TRUE(tokens_.calls().empty());
 }
 
 TEST_F(HandlerTest, MoreThanOneSelectorIsABadRequest) {
@@ -177,79 +177,79 @@ TEST_F(HandlerTest, MoreThanOneSelectorIsABadRequest) {
   const auto r =
       call(get(std::string(kTokenPath) + "&client_id=" + kClientId + "&msi_res_id=%2Fx"));
   EXPECT_EQ(r.result_int(), 400);
-  EXPECT_TRUE(tokens.calls().empty());
+  EXPECT_TRUE(tokens_.calls().empty());
 }
 
 TEST_F(HandlerTest, AnUnknownAddressWaitsForItsPodAndIsServedWhenItAppears) {
   const auto id = userAssigned("id-web", kClientId);
-  source.addIdentity(id);
-  source.addBinding(binding(id, "web"));
+  source_.addIdentity(id);
+  source_.addBinding(binding(id, "web"));
   whenWaiting([&] {
     const auto p = pod("web", kPodIp, "web");
-    source.addPod(p);
-    source.addAssigned(assigned(p, id));
+    source_.addPod(p);
+    source_.addAssigned(assigned(p, id));
   });
-  options.pod_wait = 60s;  // ends by the change, not the deadline
+  options_.pod_wait = 60s;  // ends by the change, not the deadline
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 200);
-  EXPECT_EQ(metrics.requests_waiting.Value(), 0);
+  EXPECT_EQ(metrics_.requests_waiting.Value(), 0);
 }
 
 TEST_F(HandlerTest, NoPodAtTheAddressAfterTheWaitIsPodNotFound) {
-  source.addPod(pod("other", "10.244.0.99", "web"));
+  source_.addPod(pod("other", "10.244.0.99", "web"));
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 500);
-  EXPECT_TRUE(tokens.calls().empty());
+  EXPECT_TRUE(tokens_.calls().empty());
 }
 
 TEST_F(HandlerTest, DataNotSyncedAfterTheWaitIsNotReady) {
-  source.setSynced(false, "pods: not listed yet");
+  source_.setSynced(false, "pods: not listed yet");
   const auto r = call(get(kTokenPath));
   EXPECT_EQ(r.result_int(), 503);
   EXPECT_EQ(r[bhttp::field::retry_after], "1");
 }
 
 TEST_F(HandlerTest, TwoLivePodsClaimingTheAddressAreAConflict) {
-  source.addPod(pod("web", kPodIp, "web"));
-  source.addPod(pod("twin", kPodIp, "web"));
+  source_.addPod(pod("web", kPodIp, "web"));
+  source_.addPod(pod("twin", kPodIp, "web"));
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 500);
-  EXPECT_TRUE(tokens.calls().empty());
+  EXPECT_TRUE(tokens_.calls().empty());
 }
 
 TEST_F(HandlerTest, AnAssignmentMadeDuringTheWaitIsServed) {
   const auto p = pod("web", kPodIp, "web");
   const auto id = userAssigned("id-web", kClientId);
-  source.addPod(p);
-  source.addIdentity(id);
-  source.addBinding(binding(id, "web"));
-  source.addAssigned(assigned(p, id, AssignedState::Created));
-  whenWaiting([&] { source.addAssigned(assigned(p, id, AssignedState::Assigned)); });
-  options.wait.interval = 60s;  // ends by the change, not the budget
+  source_.addPod(p);
+  source_.addIdentity(id);
+  source_.addBinding(binding(id, "web"));
+  source_.addAssigned(assigned(p, id, AssignedState::Created));
+  whenWaiting([&] { source_.addAssigned(assigned(p, id, AssignedState::Assigned)); });
+  options_.wait.interval = 60s;  // ends by the change, not the budget
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 200);
-  ASSERT_EQ(tokens.calls().size(), 1U);
+  ASSERT_EQ(tokens_.calls().size(), 1U);
 }
 
 TEST_F(HandlerTest, AnAssignmentThatNeverCompletesIs404OrRetryAfterWhenAsked) {
   podWithIdentity(AssignedState::Created);
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 404);
-  options.set_retry_after_header = true;
+  options_.set_retry_after_header = true;
   const auto r = call(get(kTokenPath));
   EXPECT_EQ(r.result_int(), 503);
   EXPECT_EQ(r[bhttp::field::retry_after], "20");
-  EXPECT_TRUE(tokens.calls().empty());
-  EXPECT_EQ(metrics.requests_waiting.Value(), 0);
+  EXPECT_TRUE(tokens_.calls().empty());
+  EXPECT_EQ(metrics_.requests_waiting.Value(), 0);
 }
 
 TEST_F(HandlerTest, AnExceptedPodGetsTheNodeIdentityNarrowedByItsOwnSelector) {
   auto p = pod("agent", kPodIp, "");
   p.labels = {{"app", "agent"}};
-  source.addPod(p);
+  source_.addPod(p);
   identity::AzurePodIdentityException e;
   e.ns = "apps";
   e.name = "agents";
   e.pod_labels = {{"app", "agent"}};
-  source.addException(e);
+  source_.addException(e);
   ASSERT_EQ(call(get(kTokenPath)).result_int(), 200);
   ASSERT_EQ(call(get(std::string(kTokenPath) + "&client_id=" + kClientId)).result_int(), 200);
-  const auto calls = tokens.calls();
+  const auto calls = tokens_.calls();
   ASSERT_EQ(calls.size(), 2U);
   EXPECT_EQ(calls[0].request.selector, token::Selector::NodeDefault);
   EXPECT_EQ(calls[1].request.selector, token::Selector::ClientId);
@@ -258,9 +258,9 @@ TEST_F(HandlerTest, AnExceptedPodGetsTheNodeIdentityNarrowedByItsOwnSelector) {
 
 TEST_F(HandlerTest, TokenErrorsBecomeTheirReplies) {
   podWithIdentity();
-  tokens.push(makeError(ErrorCode::ResourceExhausted, "too many token fetches for this pod"));
+  tokens_.push(makeError(ErrorCode::ResourceExhausted, "too many token fetches for this pod"));
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 429);
-  tokens.push(makeError(ErrorCode::Unavailable, "imds unreachable"));
+  tokens_.push(makeError(ErrorCode::Unavailable, "imds unreachable"));
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 503);
 }
 
@@ -270,19 +270,19 @@ TEST_F(HandlerTest, ServicePrincipalSecretsStayInTheirNamespaceAndAadHostsAreChe
   sp.type = 1;
   sp.tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47";
   sp.client_password = identity::SecretRef{"sp-secret", "elsewhere"};
-  source.addPod(p);
-  source.addIdentity(sp);
-  source.addBinding(binding(sp, "web"));
-  source.addAssigned(assigned(p, sp));
-  options.force_namespaced = true;
+  source_.addPod(p);
+  source_.addIdentity(sp);
+  source_.addBinding(binding(sp, "web"));
+  source_.addAssigned(assigned(p, sp));
+  options_.force_namespaced = true;
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 403);
-  EXPECT_TRUE(tokens.calls().empty());
+  EXPECT_TRUE(tokens_.calls().empty());
 
-  options.force_namespaced = false;
+  options_.force_namespaced = false;
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 200);
-  ASSERT_EQ(tokens.calls().size(), 1U);
-  EXPECT_EQ(tokens.calls()[0].request.kind, token::TokenRequest::Kind::ServicePrincipalSecret);
-  EXPECT_EQ(tokens.calls()[0].request.tenant_id, sp.tenant_id);
+  ASSERT_EQ(tokens_.calls().size(), 1U);
+  EXPECT_EQ(tokens_.calls()[0].request.kind, token::TokenRequest::Kind::ServicePrincipalSecret);
+  EXPECT_EQ(tokens_.calls()[0].request.tenant_id, sp.tenant_id);
 }
 
 TEST_F(HandlerTest, AServicePrincipalOfAnAadHostNotAllowedIsRefused) {
@@ -292,12 +292,12 @@ TEST_F(HandlerTest, AServicePrincipalOfAnAadHostNotAllowedIsRefused) {
   sp.tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47";
   sp.ad_endpoint = "https://login.attacker.example/";
   sp.client_password = identity::SecretRef{"sp-secret", "apps"};
-  source.addPod(p);
-  source.addIdentity(sp);
-  source.addBinding(binding(sp, "web"));
-  source.addAssigned(assigned(p, sp));
+  source_.addPod(p);
+  source_.addIdentity(sp);
+  source_.addBinding(binding(sp, "web"));
+  source_.addAssigned(assigned(p, sp));
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 403);
-  EXPECT_TRUE(tokens.calls().empty());
+  EXPECT_TRUE(tokens_.calls().empty());
 }
 
 TEST_F(HandlerTest, HostTokenServesTheNamedPodToLoopbackCallersOnly) {
@@ -309,12 +309,12 @@ TEST_F(HandlerTest, HostTokenServesTheNamedPodToLoopbackCallersOnly) {
   const auto r = call(request, "127.0.0.1");
   ASSERT_EQ(r.result_int(), 200) << r.body();
   EXPECT_EQ(body(r)["token"]["access_token"], "token-1");
-  ASSERT_EQ(tokens.calls().size(), 1U);
-  EXPECT_EQ(tokens.calls()[0].requester, p.uid);
+  ASSERT_EQ(tokens_.calls().size(), 1U);
+  EXPECT_EQ(tokens_.calls()[0].requester, p.uid);
 
   auto headless = get("/host/token/?resource=https%3A%2F%2Fvault.azure.net");
   EXPECT_EQ(call(headless, "127.0.0.1").result_int(), 400);
-  options.disable_host_token = true;
+  options_.disable_host_token = true;
   EXPECT_EQ(call(request, "127.0.0.1").result_int(), 404);
 }
 
@@ -326,22 +326,22 @@ TEST_F(HandlerTest, HostTokenForAPodThatNeverAppearsIs404) {
 }
 
 TEST_F(HandlerTest, InstanceMetadataIsForwardedUnlessBlocked) {
-  proxy_client.reply(200, R"({"compute":{}})", {{"Content-Type", "application/json"}});
+  proxy_client_.reply(200, R"({"compute":{}})", {{"Content-Type", "application/json"}});
   const auto r = call(get("/metadata/instance?api-version=2021-02-01"));
   EXPECT_EQ(r.result_int(), 200);
   EXPECT_EQ(r.body(), R"({"compute":{}})");
-  EXPECT_EQ(proxy_client.calls(), 1U);
-  options.block_instance_metadata = true;
+  EXPECT_EQ(proxy_client_.calls(), 1U);
+  options_.block_instance_metadata = true;
   EXPECT_EQ(call(get("/metadata/instance?api-version=2021-02-01")).result_int(), 403);
-  EXPECT_EQ(proxy_client.calls(), 1U);
+  EXPECT_EQ(proxy_client_.calls(), 1U);
 }
 
 TEST_F(HandlerTest, OtherIdentityEndpointsAndBadTargetsAreRefused) {
   EXPECT_EQ(call(get("/metadata/identity/credentials?api-version=2018-02-01")).result_int(), 403);
   EXPECT_EQ(call(get("/metadata/identity/oauth2/token/extra?resource=x")).result_int(), 400);
   EXPECT_EQ(call(get("/nope")).result_int(), 404);
-  EXPECT_TRUE(tokens.calls().empty());
-  EXPECT_EQ(proxy_client.calls(), 0U);
+  EXPECT_TRUE(tokens_.calls().empty());
+  EXPECT_EQ(proxy_client_.calls(), 0U);
 }
 
 }  // namespace
