@@ -37,15 +37,15 @@ namespace nmi::http {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
-using tcp = asio::ip::tcp;
+using boost::asio::ip::tcp;
 using boost::system::error_code;
 
 struct BeastHttpClient::Connection {
   explicit Connection(const asio::any_io_executor& ex)
       : plain(std::make_unique<beast::tcp_stream>(ex)) {}
 
-  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
-  void close() {
+  beast::tcp_stream& lowest() const { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+  void close() const {
     error_code ec;
     lowest().socket().close(ec);
   }

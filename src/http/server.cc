@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdint>
 #include <exception>
 #include <optional>
 #include <string_view>
@@ -36,7 +37,7 @@ namespace nmi::http {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
-using tcp = asio::ip::tcp;
+using boost::asio::ip::tcp;
 using boost::system::error_code;
 
 struct Server::Connection {
@@ -181,7 +182,7 @@ Result<void> Server::preferThisListener() {
   }
   // One instruction: return 1, the index of the group's second socket.
   std::array<sock_filter, 1> code{{BPF_STMT(BPF_RET | BPF_K, 1)}};  // NOLINT(hicpp-signed-bitwise)
-  const sock_fprog program{static_cast<unsigned short>(code.size()), code.data()};
+  const sock_fprog program{static_cast<std::uint16_t>(code.size()), code.data()};
   if (::setsockopt(acceptor_->native_handle(), SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program,
                    sizeof program) != 0) {
     return makeError(ErrorCode::Unavailable,

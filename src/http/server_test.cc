@@ -17,7 +17,7 @@ namespace nmi::http {
 namespace {
 
 namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
+using boost::asio::ip::tcp;
 
 // Answers every request with its own name.
 class NameHandler : public Handler {
