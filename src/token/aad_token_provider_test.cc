@@ -12,7 +12,6 @@
 #include "common/base64.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_http_client.h"
-#include "tests/fakes/fake_sleeper.h"
 #include "tests/fakes/run_sync.h"
 
 namespace nmi::token {
@@ -107,6 +106,7 @@ const char* aadOkBody() {
 class AadTokenProviderTest : public ::testing::Test {
  protected:
   AadTokenProviderTest() {
+    clock_.setAutoAdvance(true);  // backoff waits return at once (clock_.delays())
     credentials_.set({"default", "sp-secret"}, Credential{{{"clientSecret", "s3cr3t+/="}}});
     credentials_.set({"default", "sp-cert"}, Credential{{{"certificate", readTestFile("rsa.pfx")},
                                                          {"password", "test-password"}}});
@@ -115,7 +115,6 @@ class AadTokenProviderTest : public ::testing::Test {
   AadTokenProvider::Options options() {
     AadTokenProvider::Options o;
     o.user_agent = "nmi/test";
-    o.sleeper = &sleeper_;
     o.allowed_authorities = *AuthorityAllowlist::withExtraHosts({"adfs.contoso.com"});
     return o;
   }
@@ -129,7 +128,6 @@ class AadTokenProviderTest : public ::testing::Test {
   testing::FakeHttpClient http_;
   FakeCredentialSource credentials_;
   metrics::NmiMetrics metrics_;
-  testing::FakeSleeper sleeper_{clock_};
   AadTokenProvider provider_{http_, credentials_, clock_, metrics_, options()};
 };
 
@@ -299,7 +297,7 @@ TEST_F(AadTokenProviderTest, RetriesThrottlingAndServerErrors) {
   http_.reply(200, aadOkBody());
   ASSERT_TRUE(fetch(spRequest()).has_value());
   EXPECT_EQ(http_.calls(), 3U);
-  EXPECT_EQ(sleeper_.delays().front(), 1s);
+  EXPECT_EQ(clock_.delays().front(), 1s);
 }
 
 TEST_F(AadTokenProviderTest, UnreadableSecretIsUnavailable) {
