@@ -354,15 +354,16 @@ int runDaemon(const config::Config& config) {
   }
 
   const int threads = std::max(1, config.server.io_threads);
+  // The time seam's real side: every time read and timer of the daemon comes from here.
+  const SystemClock clock;
   asio::io_context io(threads);
   // One nmi per port on a node, except for a hand-over within the same DaemonSet.
   const InstanceIdentity me = instanceIdentity(config);
-  InstanceLock port_lock(io, config.server.port, me);
+  InstanceLock port_lock(io, config.server.port, me, clock);
   if (auto locked = port_lock.acquire(); !locked) {
     log->error("refusing to start on port {}: {}", config.server.port, locked.error().message);
     return 1;
   }
-  const SystemClock clock;
   metrics::NmiMetrics metrics;
 
   // Identity data: a file (--identity-file), else the Kubernetes API.
@@ -496,13 +497,13 @@ int runDaemon(const config::Config& config) {
   // Interception: nmi's iptables rules, checked and repaired on a thread of their own (iptables
   // processes never run on an I/O thread). Removed on exit only when nmi's DaemonSet is gone or
   // being deleted (an uninstall, --daemonset-name); otherwise nmi fails closed.
-  iptables::ProcessCommandRunner ipt_runner;
+  iptables::ProcessCommandRunner ipt_runner(clock);
   std::unique_ptr<iptables::Reconciler> interception;
   if (const std::string off = interceptionOff(config); !off.empty()) {
     log->info("interception off ({}): nmi installs no iptables rules", off);
   } else {
     interception = std::make_unique<iptables::Reconciler>(reconcilerOptions(config), ipt_runner,
-                                                          metrics, logger("nmi.iptables"));
+                                                          clock, metrics, logger("nmi.iptables"));
     readiness.add("interception", [raw = interception.get()] { return raw->notReadyReason(); });
   }
   std::unique_ptr<kube::OwnerWatch> owner =
