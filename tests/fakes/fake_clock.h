@@ -131,7 +131,7 @@ class FakeClock final : public Clock {
 
     ~FakeTimer() override {
       const std::lock_guard lock(state_->mu);
-      std::erase_if(state_->pending, [this](const Pending& p) { return p.timer.expired(); });
+      std::erase_if(state_->pending, [](const Pending& p) { return p.timer.expired(); });
     }
 
     Task<bool> waitUntil(MonotonicTime deadline) override {
