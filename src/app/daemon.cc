@@ -14,11 +14,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -175,16 +172,16 @@ bool shouldAwaitSuccessor(const config::Config& config, const InstanceIdentity& 
 }
 
 // Serves on until a successor says it serves, or `limit` passes.
-Task<void> awaitSuccessor(const InstanceLock& lock, asio::steady_timer& timer,
+Task<void> awaitSuccessor(const InstanceLock& lock, const Clock& clock, Timer& timer,
                           std::chrono::milliseconds limit, spdlog::logger& log) {
-  const auto start = std::chrono::steady_clock::now();
+  const MonotonicTime start = clock.monotonicNow();
   bool said = false;
   for (;;) {
     if (lock.successorServing()) {
       log.info("the next nmi on this node serves: draining");
       co_return;
     }
-    const auto waited = std::chrono::steady_clock::now() - start;
+    const auto waited = clock.monotonicNow() - start;
     if (waited >= limit) {
       log.warn("no next nmi served on this node within {} s: draining (the rules stay)",
                std::chrono::duration_cast<std::chrono::seconds>(limit).count());
@@ -195,10 +192,8 @@ Task<void> awaitSuccessor(const InstanceLock& lock, asio::steady_timer& timer,
                std::chrono::duration_cast<std::chrono::seconds>(limit).count());
       said = true;
     }
-    timer.expires_after(std::chrono::milliseconds(100));
-    boost::system::error_code ec;
-    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
+    const std::chrono::milliseconds poll_every(100);
+    if (co_await timer.waitFor(poll_every)) {
       co_return;
     }
   }
@@ -523,9 +518,9 @@ int runDaemon(const config::Config& config) {
     metrics.cache_entries.Set(static_cast<double>(tokens.size()));
   });
 
-  http::Server server(io, "nmi", handler, serverLimits(config.server), &metrics);
-  http::Server probe_server(io, "probe", probe_handler, http::ServerLimits{}, nullptr);
-  http::Server metrics_server(io, "metrics", metrics_handler, http::ServerLimits{}, nullptr);
+  http::Server server(io, "nmi", handler, serverLimits(config.server), &metrics, clock);
+  http::Server probe_server(io, "probe", probe_handler, http::ServerLimits{}, nullptr, clock);
+  http::Server metrics_server(io, "metrics", metrics_handler, http::ServerLimits{}, nullptr, clock);
   if (auto r = server.listen(config.server.listen_address, config.server.port); !r) {
     log->error("error creating http server: {}", r.error().message);
     return 1;
@@ -554,17 +549,15 @@ int runDaemon(const config::Config& config) {
   // The announcement and the SIGTERM sequence share one strand: the sequence cancels the
   // announcement's timer.
   auto control = asio::make_strand(io);
-  asio::steady_timer announce_timer(control);
+  const TimerPtr announce_timer = clock.makeTimer(control);
   if (!port_lock.held()) {
     asio::co_spawn(
         control,
         [&]() -> Task<void> {
           while (!readiness.failures().empty()) {
-            announce_timer.expires_after(std::chrono::milliseconds(100));
-            boost::system::error_code ec;
-            co_await announce_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-            if (ec) {
-              co_return;
+            const std::chrono::milliseconds poll_every(100);
+            if (co_await announce_timer->waitFor(poll_every)) {
+              co_return;  // woken: the SIGTERM sequence began
             }
           }
           // New connections to this listener only from now on: the previous nmi is about to close
@@ -587,7 +580,7 @@ int runDaemon(const config::Config& config) {
   // on this node serves (up to --handover-wait-sec), then stop accepting, let requests in flight
   // finish (up to the grace period), then stop everything.
   asio::signal_set signals(io, SIGTERM, SIGINT);
-  asio::steady_timer handover_timer(control);
+  const TimerPtr handover_timer = clock.makeTimer(control);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) {
       return;
@@ -603,9 +596,10 @@ int runDaemon(const config::Config& config) {
             exit_decision = decision;
             owner->stop();
           }
-          announce_timer.cancel();
+          announce_timer->wake();
           if (shouldAwaitSuccessor(config, me, exit_decision)) {
-            co_await awaitSuccessor(port_lock, handover_timer, config.server.handover_wait, *log);
+            co_await awaitSuccessor(port_lock, clock, *handover_timer, config.server.handover_wait,
+                                    *log);
           }
           co_await server.drain(config.server.shutdown_grace);
           co_await probe_server.drain(std::chrono::milliseconds(0));

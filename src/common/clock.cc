@@ -2,6 +2,8 @@
 
 #include <atomic>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -14,8 +16,8 @@ namespace asio = boost::asio;
 
 namespace {
 
-// The product's steady_timer (src/token/caching_token_provider and src/imds keep raw ones until
-// they are ported). `woken_` carries a wake() that arrives between two waits to the next one; the
+// The product's steady_timer (src/token/caching_token_provider keeps raw ones until it is
+// ported). `woken_` carries a wake() that arrives between two waits to the next one; the
 // cancel itself runs on the timer's executor, where the waits run.
 class SteadyTimer final : public Timer, public std::enable_shared_from_this<SteadyTimer> {
  public:
@@ -61,6 +63,21 @@ TimerPtr SystemClock::makeTimer(const asio::any_io_executor& executor) const {
 const Clock& systemClock() {
   static const SystemClock clock;
   return clock;
+}
+
+DeadlineWatch::DeadlineWatch(const Clock& clock, const asio::any_io_executor& executor,
+                             MonotonicTime deadline, std::function<void()> on_expiry)
+    : timer_(clock.makeTimer(executor)) {
+  // A wake() from disarm() wins even over a deadline that fired just before (Timer): on the
+  // strand, on_expiry never runs after disarm().
+  asio::co_spawn(
+      executor,
+      [timer = timer_, deadline, on_expiry = std::move(on_expiry)]() -> Task<void> {
+        if (!co_await timer->waitUntil(deadline)) {
+          on_expiry();
+        }
+      },
+      asio::detached);
 }
 
 Task<bool> waitUntil(TimerPtr timer, MonotonicTime deadline, CancellationSignal* cancel) {

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -67,6 +68,30 @@ Task<bool> waitUntil(TimerPtr timer, MonotonicTime deadline, CancellationSignal*
 // strand). Returns false when `cancel` (may be null) fired first: the retry and backoff sleep.
 Task<bool> sleepFor(const Clock& clock, std::chrono::milliseconds delay,
                     CancellationSignal* cancel);
+
+// Runs `on_expiry` on `executor` (a strand: the caller's) once `deadline` passes on `clock`,
+// unless disarm() (or the destructor) comes first, on that strand: a deadline for an operation
+// that has none of its own (a DNS resolve). Not thread-safe (the strand's).
+class DeadlineWatch {
+ public:
+  DeadlineWatch(const Clock& clock, const boost::asio::any_io_executor& executor,
+                MonotonicTime deadline, std::function<void()> on_expiry);
+  ~DeadlineWatch() { disarm(); }
+  DeadlineWatch(const DeadlineWatch&) = delete;
+  DeadlineWatch& operator=(const DeadlineWatch&) = delete;
+  DeadlineWatch(DeadlineWatch&&) = delete;
+  DeadlineWatch& operator=(DeadlineWatch&&) = delete;
+
+  void disarm() {
+    if (timer_) {
+      timer_->wake();
+      timer_.reset();
+    }
+  }
+
+ private:
+  TimerPtr timer_;
+};
 
 // `now + delay`, clamped to MonotonicTime::max() instead of overflowing.
 inline MonotonicTime saturatingAdd(MonotonicTime now, std::chrono::nanoseconds delay) {

@@ -1,6 +1,7 @@
 #include "common/clock.h"
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -231,6 +232,47 @@ TEST_F(FakeClockTimerTest, CancellationFromAnotherThreadEndsAFakeWait) {
   ASSERT_TRUE(slept.has_value());
   EXPECT_FALSE(*slept);
   EXPECT_EQ(clock_.pendingTimers(), 0U);
+}
+
+TEST_F(FakeClockTimerTest, ADeadlineWatchFiresOnceItsDeadlinePasses) {
+  auto strand = asio::make_strand(io_);
+  int expired = 0;
+  DeadlineWatch watch(clock_, strand, clock_.monotonicNow() + 2s, [&expired] { ++expired; });
+  runReady();
+  clock_.advance(1999ms);
+  runReady();
+  EXPECT_EQ(expired, 0);
+  clock_.advance(1ms);
+  runReady();
+  EXPECT_EQ(expired, 1);
+}
+
+TEST_F(FakeClockTimerTest, ADisarmedDeadlineWatchNeverFires) {
+  auto strand = asio::make_strand(io_);
+  int expired = 0;
+  {
+    DeadlineWatch watch(clock_, strand, clock_.monotonicNow() + 2s, [&expired] { ++expired; });
+    runReady();
+    watch.disarm();
+  }
+  clock_.advance(1h);
+  runReady();
+  EXPECT_EQ(expired, 0);
+  EXPECT_EQ(clock_.pendingTimers(), 0U);
+}
+
+// On its strand, disarm() wins even over a deadline that already fired but whose wait has not
+// resumed yet (the resolver it would cancel may be gone by then).
+TEST_F(FakeClockTimerTest, DisarmWinsOverADeadlineFiredButNotYetRun) {
+  auto strand = asio::make_strand(io_);
+  int expired = 0;
+  auto watch = std::make_unique<DeadlineWatch>(clock_, strand, clock_.monotonicNow() + 2s,
+                                               [&expired] { ++expired; });
+  runReady();
+  clock_.advance(2s);  // fired: the wait's resumption is queued on the strand, not run
+  watch.reset();       // disarm, as the operation's end on the strand would
+  runReady();
+  EXPECT_EQ(expired, 0);
 }
 
 }  // namespace
