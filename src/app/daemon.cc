@@ -369,7 +369,7 @@ int runDaemon(const config::Config& config) {
   if (!config.identity.identity_file.empty()) {
     auto file = std::make_unique<kube::FileIdentitySource>(
         asio::make_strand(io), config.identity.identity_file, config.identity.node_name,
-        logger("nmi.identity"), std::chrono::milliseconds(10));
+        logger("nmi.identity"), std::chrono::milliseconds(10), clock);
     if (auto loaded = file->load(); !loaded) {
       log->error("cannot load identity file {}: {}", config.identity.identity_file,
                  loaded.error().message);
