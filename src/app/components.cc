@@ -80,7 +80,7 @@ Result<IdentityData> startIdentityData(const config::Config& config, asio::io_co
   if (!config.identity.identity_file.empty()) {
     auto file = std::make_unique<kube::FileIdentitySource>(
         asio::make_strand(io), config.identity.identity_file, config.identity.node_name,
-        logger("nmi.identity"), std::chrono::milliseconds(10));
+        logger("nmi.identity"), std::chrono::milliseconds(10), clock);
     if (auto loaded = file->load(); !loaded) {
       return makeError(loaded.error().code,
                        fmt::format("cannot load identity file {}: {}",

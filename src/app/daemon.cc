@@ -13,11 +13,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
 #include "app/components.h"
@@ -44,16 +41,16 @@ namespace asio = boost::asio;
 namespace {
 
 // Serves on until a successor says it serves, or `limit` passes.
-Task<void> awaitSuccessor(const InstanceLock& lock, asio::steady_timer& timer,
+Task<void> awaitSuccessor(const InstanceLock& lock, const Clock& clock, Timer& timer,
                           std::chrono::milliseconds limit, spdlog::logger& log) {
-  const auto start = std::chrono::steady_clock::now();
+  const MonotonicTime start = clock.monotonicNow();
   bool said = false;
   for (;;) {
     if (lock.successorServing()) {
       log.info("the next nmi on this node serves: draining");
       co_return;
     }
-    const auto waited = std::chrono::steady_clock::now() - start;
+    const auto waited = clock.monotonicNow() - start;
     if (waited >= limit) {
       log.warn("no next nmi served on this node within {} s: draining (the rules stay)",
                std::chrono::duration_cast<std::chrono::seconds>(limit).count());
@@ -64,26 +61,22 @@ Task<void> awaitSuccessor(const InstanceLock& lock, asio::steady_timer& timer,
                std::chrono::duration_cast<std::chrono::seconds>(limit).count());
       said = true;
     }
-    timer.expires_after(std::chrono::milliseconds(100));
-    boost::system::error_code ec;
-    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
+    const std::chrono::milliseconds poll_every(100);
+    if (co_await timer.waitFor(poll_every)) {
       co_return;
     }
   }
 }
 
 // A successor in a hand-over (the previous nmi holds the port lock) tells it once it serves: rules
-// in place and caches synced, as /readyz says. `timer` paces the checks; cancelling it ends the
+// in place and caches synced, as /readyz says. `timer` paces the checks; waking it ends the
 // wait.
 Task<void> announceWhenReady(const health::Readiness& readiness, InstanceLock& port_lock,
-                             http::Server& server, asio::steady_timer& timer, spdlog::logger& log) {
+                             http::Server& server, Timer& timer, spdlog::logger& log) {
   while (!readiness.failures().empty()) {
-    timer.expires_after(std::chrono::milliseconds(100));
-    boost::system::error_code ec;
-    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      co_return;
+    const std::chrono::milliseconds poll_every(100);
+    if (co_await timer.waitFor(poll_every)) {
+      co_return;  // woken: the SIGTERM sequence began
     }
   }
   // New connections to this listener only from now on: the previous nmi is about to close its
@@ -101,10 +94,11 @@ Task<void> announceWhenReady(const health::Readiness& readiness, InstanceLock& p
 // nmi's three listeners: the IMDS face, the probes, the metrics.
 struct Servers {
   Servers(asio::io_context& io, const config::Config& config, http::Handler& imds,
-          http::Handler& probes, http::Handler& exposition, metrics::NmiMetrics& counters)
-      : nmi(io, "nmi", imds, serverLimits(config.server), &counters),
-        probe(io, "probe", probes, http::ServerLimits{}, nullptr),
-        metrics(io, "metrics", exposition, http::ServerLimits{}, nullptr) {}
+          http::Handler& probes, http::Handler& exposition, metrics::NmiMetrics& counters,
+          const Clock& clock)
+      : nmi(io, "nmi", imds, serverLimits(config.server), &counters, clock),
+        probe(io, "probe", probes, http::ServerLimits{}, nullptr, clock),
+        metrics(io, "metrics", exposition, http::ServerLimits{}, nullptr, clock) {}
 
   Result<void> listen(const config::Config& config) {
     if (auto r = nmi.listen(config.server.listen_address, config.server.port); !r) {
@@ -166,15 +160,16 @@ int runDaemon(const config::Config& config) {
   }
 
   const int threads = std::max(1, config.server.io_threads);
+  // The time seam's real side: every time read and timer of the daemon comes from here.
+  const SystemClock clock;
   asio::io_context io(threads);
   // One nmi per port on a node, except for a hand-over within the same DaemonSet.
   const InstanceIdentity me = instanceIdentity(config);
-  InstanceLock port_lock(io, config.server.port, me);
+  InstanceLock port_lock(io, config.server.port, me, clock);
   if (auto locked = port_lock.acquire(); !locked) {
     log->error("refusing to start on port {}: {}", config.server.port, locked.error().message);
     return 1;
   }
-  const SystemClock clock;
   metrics::NmiMetrics metrics;
 
   auto identity_data = startIdentityData(config, io, clock, metrics);
@@ -211,13 +206,13 @@ int runDaemon(const config::Config& config) {
   // Interception: nmi's iptables rules, checked and repaired on a thread of their own (iptables
   // processes never run on an I/O thread). Removed on exit only when nmi's DaemonSet is gone or
   // being deleted (an uninstall, --daemonset-name); otherwise nmi fails closed.
-  iptables::ProcessCommandRunner ipt_runner;
+  iptables::ProcessCommandRunner ipt_runner(clock);
   std::unique_ptr<iptables::Reconciler> interception;
   if (const std::string off = interceptionOff(config); !off.empty()) {
     log->info("interception off ({}): nmi installs no iptables rules", off);
   } else {
     interception = std::make_unique<iptables::Reconciler>(reconcilerOptions(config), ipt_runner,
-                                                          metrics, logger("nmi.iptables"));
+                                                          clock, metrics, logger("nmi.iptables"));
     readiness.add("interception", [raw = interception.get()] { return raw->notReadyReason(); });
   }
   std::unique_ptr<kube::OwnerWatch> owner = makeOwnerWatch(
@@ -237,7 +232,7 @@ int runDaemon(const config::Config& config) {
     metrics.cache_entries.Set(static_cast<double>(tokens.size()));
   });
 
-  Servers servers(io, config, handler, probe_handler, metrics_handler, metrics);
+  Servers servers(io, config, handler, probe_handler, metrics_handler, metrics, clock);
   if (auto listening = servers.listen(config); !listening) {
     log->error("{}", listening.error().message);
     return 1;
@@ -254,10 +249,10 @@ int runDaemon(const config::Config& config) {
   // The hand-over announcement and the SIGTERM sequence share one strand: the sequence cancels
   // the announcement's timer.
   auto control = asio::make_strand(io);
-  asio::steady_timer announce_timer(control);
+  const TimerPtr announce_timer = clock.makeTimer(control);
   if (!port_lock.held()) {
     asio::co_spawn(control,
-                   announceWhenReady(readiness, port_lock, servers.nmi, announce_timer, *log),
+                   announceWhenReady(readiness, port_lock, servers.nmi, *announce_timer, *log),
                    asio::detached);
     port_lock.onTaken([&servers] { servers.nmi.clearListenerPreference(); });
   }
@@ -266,7 +261,7 @@ int runDaemon(const config::Config& config) {
   // on this node serves (up to --handover-wait-sec), then stop accepting, let requests in flight
   // finish (up to the grace period), then stop everything.
   asio::signal_set signals(io, SIGTERM, SIGINT);
-  asio::steady_timer handover_timer(control);
+  const TimerPtr handover_timer = clock.makeTimer(control);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) {
       return;
@@ -282,9 +277,10 @@ int runDaemon(const config::Config& config) {
             exit_decision = decision;
             owner->stop();
           }
-          announce_timer.cancel();
+          announce_timer->wake();
           if (shouldAwaitSuccessor(config, me.daemonset, exit_decision)) {
-            co_await awaitSuccessor(port_lock, handover_timer, config.server.handover_wait, *log);
+            co_await awaitSuccessor(port_lock, clock, *handover_timer, config.server.handover_wait,
+                                    *log);
           }
           co_await servers.drain(config.server.shutdown_grace);
           tokens.stop();

@@ -17,7 +17,6 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -166,14 +165,15 @@ bool isSuccessor(const InstanceIdentity& mine, const std::optional<InstanceIdent
 }
 
 struct InstanceLock::State : std::enable_shared_from_this<State> {
-  State(asio::io_context& context, std::uint16_t p, InstanceIdentity id)
+  State(asio::io_context& context, std::uint16_t p, InstanceIdentity id, const Clock& clock)
       : io(context),
         port(p),
         mine(std::move(id)),
         acceptor(context),
         next_strand(asio::make_strand(context)),
         next_acceptor(next_strand),
-        timer(context) {}
+        retry_strand(asio::make_strand(context)),
+        timer(clock.makeTimer(retry_strand)) {}
 
   // Serves the holder line on the bound socket `fd`.
   void serve(int fd) {
@@ -214,11 +214,8 @@ struct InstanceLock::State : std::enable_shared_from_this<State> {
   static Task<void> retryLoop(std::shared_ptr<State> self, std::chrono::milliseconds every) {
     const std::string name = InstanceLock::name(self->port);
     for (;;) {
-      error_code ec;
-      self->timer.expires_after(every);
-      co_await self->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) {
-        co_return;
+      if (co_await self->timer->waitFor(every)) {
+        co_return;  // woken: the lock is being destroyed
       }
       const int fd = bindAbstract(name);
       if (fd >= 0) {
@@ -239,21 +236,21 @@ struct InstanceLock::State : std::enable_shared_from_this<State> {
   // "-next" while a successor that serves, until it holds the lock; used on next_strand only.
   asio::strand<asio::io_context::executor_type> next_strand;
   local::acceptor next_acceptor;
-  asio::steady_timer timer;
+  // The hand-over's retries; used on retry_strand only, woken by the destructor.
+  asio::strand<asio::io_context::executor_type> retry_strand;
+  const TimerPtr timer;
   std::atomic<bool> held{false};
   std::atomic<bool> announced{false};
   std::function<void()> on_taken;
 };
 
-InstanceLock::InstanceLock(asio::io_context& io, std::uint16_t port, InstanceIdentity mine)
-    : state_(std::make_shared<State>(io, port, std::move(mine))) {}
+InstanceLock::InstanceLock(asio::io_context& io, std::uint16_t port, InstanceIdentity mine,
+                           const Clock& clock)
+    : state_(std::make_shared<State>(io, port, std::move(mine), clock)) {}
 
 InstanceLock::~InstanceLock() {
   error_code ec;
-  try {
-    state_->timer.cancel();
-  } catch (const boost::system::system_error&) {  // cancel() reports failures by throwing
-  }
+  state_->timer->wake();
   state_->acceptor.close(ec);
   state_->next_acceptor.close(ec);
 }
@@ -330,7 +327,7 @@ Result<void> InstanceLock::acquire(std::chrono::milliseconds retry) {
       return makeError(ErrorCode::PermissionDenied, decision.reason);
     }
     logger("nmi")->info("{}", decision.reason);
-    asio::co_spawn(state_->io, State::retryLoop(state_, retry), asio::detached);
+    asio::co_spawn(state_->retry_strand, State::retryLoop(state_, retry), asio::detached);
     return {};
   }
   return makeError(ErrorCode::PermissionDenied, "the port lock is held");

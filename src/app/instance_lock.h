@@ -19,6 +19,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "common/clock.h"
 #include "common/result.h"
 
 namespace nmi::app {
@@ -63,7 +64,9 @@ bool isSuccessor(const InstanceIdentity& mine, const std::optional<InstanceIdent
 // for a few milliseconds on the local socket). Thread-compatible.
 class InstanceLock {
  public:
-  InstanceLock(boost::asio::io_context& io, std::uint16_t port, InstanceIdentity mine);
+  // The hand-over's retries wait on `clock`, which must outlive the lock.
+  InstanceLock(boost::asio::io_context& io, std::uint16_t port, InstanceIdentity mine,
+               const Clock& clock);
   ~InstanceLock();
   InstanceLock(const InstanceLock&) = delete;
   InstanceLock& operator=(const InstanceLock&) = delete;

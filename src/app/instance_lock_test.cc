@@ -1,6 +1,7 @@
 #include "app/instance_lock.h"
 
 #include <chrono>
+#include <future>
 #include <memory>
 #include <optional>
 #include <random>
@@ -67,14 +68,23 @@ TEST(InstanceIdentityLine, RoundTripsAndRefusesWhatIsNotOne) {
             (InstanceIdentity{"d", "n", "v", 1, ""}));
 }
 
-// Waits up to 3 s for `done`; returns its last value.
-template <typename Pred>
-bool eventually(Pred done) {
-  const auto deadline = std::chrono::steady_clock::now() + 3s;
-  while (!done() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
+// Returns once `io` (run by one other thread) has run everything queued on it before the call,
+// and what that queued in turn, `rounds` deep (strand hops, spawned coroutines).
+void settle(boost::asio::io_context& io, int rounds = 4) {
+  for (int i = 0; i < rounds; ++i) {
+    std::promise<void> ran;
+    auto done = ran.get_future();
+    boost::asio::post(io, [&ran] { ran.set_value(); });
+    ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
   }
-  return done();
+}
+
+// A future that becomes ready when `lock` (a hand-over successor) takes the lock.
+std::future<void> taken(InstanceLock& lock) {
+  auto promise = std::make_shared<std::promise<void>>();
+  auto future = promise->get_future();
+  lock.onTaken([promise] { promise->set_value(); });
+  return future;
 }
 
 // A port of our own for each run: the lock lives in the network namespace.
@@ -86,11 +96,11 @@ std::uint16_t randomPort() {
 TEST(InstanceLock, ASecondNmiOfAnotherDaemonSetIsRefused) {
   boost::asio::io_context io;
   const std::uint16_t port = randomPort();
-  InstanceLock first(io, port, id("kube-system/nmi", "node-1", 100));
+  InstanceLock first(io, port, id("kube-system/nmi", "node-1", 100), systemClock());
   ASSERT_TRUE(first.acquire());
   EXPECT_TRUE(first.held());
   std::thread runner([&io] { io.run_for(3s); });
-  InstanceLock second(io, port, id("default/nmi", "node-1", 200));
+  InstanceLock second(io, port, id("default/nmi", "node-1", 200), systemClock());
   auto refused = second.acquire();
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, ErrorCode::PermissionDenied);
@@ -103,19 +113,22 @@ TEST(InstanceLock, ASecondNmiOfAnotherDaemonSetIsRefused) {
 TEST(InstanceLock, AHandOverTakesTheLockWhenTheHolderLeaves) {
   boost::asio::io_context io;
   const std::uint16_t port = randomPort() + 1;
-  auto first = std::make_unique<InstanceLock>(io, port, id("kube-system/nmi", "node-1", 100));
+  auto first =
+      std::make_unique<InstanceLock>(io, port, id("kube-system/nmi", "node-1", 100), systemClock());
   ASSERT_TRUE(first->acquire());
   std::thread runner([&io] {
     auto guard = boost::asio::make_work_guard(io);
     io.run_for(5s);
   });
-  InstanceLock second(io, port, id("kube-system/nmi", "node-1", 200));
+  InstanceLock second(io, port, id("kube-system/nmi", "node-1", 200), systemClock());
+  auto second_taken = taken(second);
   ASSERT_TRUE(second.acquire(20ms));
   EXPECT_FALSE(second.held());
   boost::asio::post(io, [&first] { first.reset(); });
-  EXPECT_TRUE(eventually([&] { return second.held(); }));
+  ASSERT_EQ(second_taken.wait_for(4s), std::future_status::ready);
+  EXPECT_TRUE(second.held());
   // A third, from elsewhere, now meets the second as the holder.
-  InstanceLock third(io, port, id("other/nmi", "node-1", 300));
+  InstanceLock third(io, port, id("other/nmi", "node-1", 300), systemClock());
   auto refused = third.acquire();
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("pid 200"), std::string::npos) << refused.error().message;
@@ -143,26 +156,32 @@ TEST(InstanceLockSuccessor, OnlyAnotherProcessOfTheSameDaemonSetOnTheSameNode) {
 TEST(InstanceLock, ASuccessorThatServesSaysSoUntilItHoldsTheLock) {
   boost::asio::io_context io;
   const std::uint16_t port = randomPort() + 2;
-  auto first = std::make_unique<InstanceLock>(io, port, id("kube-system/nmi", "node-1", 100));
+  auto first =
+      std::make_unique<InstanceLock>(io, port, id("kube-system/nmi", "node-1", 100), systemClock());
   ASSERT_TRUE(first->acquire());
   std::thread runner([&io] {
     auto guard = boost::asio::make_work_guard(io);
     io.run_for(5s);
   });
   EXPECT_FALSE(first->successorServing());
-  InstanceLock second(io, port, id("kube-system/nmi", "node-1", 200));
+  InstanceLock second(io, port, id("kube-system/nmi", "node-1", 200), systemClock());
+  auto second_taken = taken(second);
   ASSERT_TRUE(second.acquire(20ms));
   EXPECT_FALSE(first->successorServing());  // started, not serving yet
   second.announceSuccessor();
-  EXPECT_TRUE(eventually([&] { return first->successorServing(); }));
+  settle(io);
+  EXPECT_TRUE(first->successorServing());
   boost::asio::post(io, [&first] { first.reset(); });
-  ASSERT_TRUE(eventually([&] { return second.held(); }));
+  ASSERT_EQ(second_taken.wait_for(4s), std::future_status::ready);
+  ASSERT_TRUE(second.held());
   // Holding the lock, it frees "-next" for the hand-over after it.
-  InstanceLock third(io, port, id("kube-system/nmi", "node-1", 300));
+  InstanceLock third(io, port, id("kube-system/nmi", "node-1", 300), systemClock());
   ASSERT_TRUE(third.acquire(20ms));
-  EXPECT_TRUE(eventually([&] { return !second.successorServing(); }));
+  settle(io);
+  EXPECT_FALSE(second.successorServing());
   third.announceSuccessor();
-  EXPECT_TRUE(eventually([&] { return second.successorServing(); }));
+  settle(io);
+  EXPECT_TRUE(second.successorServing());
   io.stop();
   runner.join();
 }

@@ -2,18 +2,11 @@
 
 #include <vector>
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
-#include "common/timer.h"
 
 namespace nmi {
 
 namespace asio = boost::asio;
-
-namespace {}  // namespace
 
 void ChangeNotifier::notify() {
   std::vector<TimerPtr> to_wake;
@@ -23,7 +16,7 @@ void ChangeNotifier::notify() {
     to_wake.assign(waiters_.begin(), waiters_.end());
   }
   for (const auto& timer : to_wake) {
-    wakeTimer(timer);
+    timer->wake();
   }
 }
 
@@ -31,7 +24,7 @@ Task<ChangeNotifier::WaitResult> ChangeNotifier::waitForChange(std::uint64_t see
                                                                MonotonicTime deadline,
                                                                CancellationSignal* cancel) {
   auto executor = co_await asio::this_coro::executor;
-  auto timer = std::make_shared<asio::steady_timer>(executor, deadline);
+  const TimerPtr timer = clock_.makeTimer(executor);
   {
     const std::lock_guard lock(mu_);
     if (generation_ != seen) {
@@ -39,10 +32,7 @@ Task<ChangeNotifier::WaitResult> ChangeNotifier::waitForChange(std::uint64_t see
     }
     waiters_.insert(timer);
   }
-  CancelRegistration on_cancel(cancel, [timer] { wakeTimer(timer); });
-  boost::system::error_code ec;
-  co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  on_cancel.reset();
+  co_await waitUntil(timer, deadline, cancel);
   bool changed = false;
   {
     const std::lock_guard lock(mu_);

@@ -1,11 +1,8 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <mutex>
 #include <unordered_set>
-
-#include <boost/asio/steady_timer.hpp>
 
 #include "common/cancellation.h"
 #include "common/clock.h"
@@ -16,9 +13,11 @@ namespace nmi {
 // A generation counter that coroutines can wait on: notify() bumps it and wakes every waiter at
 // once, so a request waiting for data answers the moment the data arrives (no polling).
 // Waiters must run on a strand (or a single-threaded executor): wake-ups are posted to it.
-// Thread-safe.
+// Deadlines are read on `clock`, which must outlive the notifier. Thread-safe.
 class ChangeNotifier {
  public:
+  explicit ChangeNotifier(const Clock& clock = systemClock()) : clock_(clock) {}
+
   std::uint64_t generation() const {
     const std::lock_guard lock(mu_);
     return generation_;
@@ -40,7 +39,7 @@ class ChangeNotifier {
                                  CancellationSignal* cancel);
 
  private:
-  using TimerPtr = std::shared_ptr<boost::asio::steady_timer>;
+  const Clock& clock_;
   mutable std::mutex mu_;
   std::uint64_t generation_ = 0;
   std::unordered_set<TimerPtr> waiters_;

@@ -1,11 +1,15 @@
 #include "common/change_notifier.h"
 
 #include <chrono>
+#include <future>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 
+#include "tests/fakes/fake_clock.h"
 #include "tests/fakes/run_sync.h"
 
 namespace nmi {
@@ -14,69 +18,89 @@ namespace {
 using namespace std::chrono_literals;
 using WaitResult = ChangeNotifier::WaitResult;
 
-MonotonicTime in(std::chrono::milliseconds d) {
-  return std::chrono::steady_clock::now() + d;
-}
+class ChangeNotifierTest : public ::testing::Test {
+ protected:
+  MonotonicTime in(std::chrono::milliseconds d) const { return clock_.monotonicNow() + d; }
 
-TEST(ChangeNotifierTest, ReturnsAtOnceWhenAlreadyChanged) {
-  boost::asio::io_context io;
-  ChangeNotifier notifier;
-  const auto seen = notifier.generation();
-  notifier.notify();
-  const auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(testing::runSync(io, notifier.waitForChange(seen, in(5s), nullptr)),
+  // A future that becomes ready when the first wait on the clock begins (the waiter is then
+  // registered with the notifier).
+  std::future<void> firstWait() {
+    auto waiting = std::make_shared<std::promise<void>>();
+    auto future = waiting->get_future();
+    clock_.onWait([waiting, once = std::make_shared<std::once_flag>()] {
+      std::call_once(*once, [&] { waiting->set_value(); });
+    });
+    return future;
+  }
+
+  boost::asio::io_context io_;
+  testing::FakeClock clock_;
+  ChangeNotifier notifier_{clock_};
+};
+
+TEST_F(ChangeNotifierTest, ReturnsAtOnceWhenAlreadyChanged) {
+  const auto seen = notifier_.generation();
+  notifier_.notify();
+  EXPECT_EQ(testing::runSync(io_, notifier_.waitForChange(seen, in(5s), nullptr)),
             WaitResult::Changed);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  EXPECT_TRUE(clock_.delays().empty());
 }
 
-TEST(ChangeNotifierTest, WakesWaiterWhenNotifiedFromAnotherThread) {
-  boost::asio::io_context io;
-  ChangeNotifier notifier;
-  const auto seen = notifier.generation();
+TEST_F(ChangeNotifierTest, WakesWaiterWhenNotifiedFromAnotherThread) {
+  const auto seen = notifier_.generation();
+  auto waiting = firstWait();
   std::thread notifier_thread([&] {
-    while (notifier.waiters() == 0) {
-      std::this_thread::sleep_for(1ms);
-    }
-    notifier.notify();
+    waiting.wait();
+    notifier_.notify();
   });
-  const auto start = std::chrono::steady_clock::now();
-  const auto result = testing::runSync(io, notifier.waitForChange(seen, in(10s), nullptr));
+  const auto result = testing::runSync(io_, notifier_.waitForChange(seen, in(10s), nullptr));
   notifier_thread.join();
   EXPECT_EQ(result, WaitResult::Changed);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
-  EXPECT_EQ(notifier.waiters(), 0U);
+  EXPECT_EQ(notifier_.waiters(), 0U);
+  EXPECT_EQ(clock_.pendingTimers(), 0U);
 }
 
-TEST(ChangeNotifierTest, ReportsDeadline) {
-  boost::asio::io_context io;
+TEST_F(ChangeNotifierTest, ReportsDeadlineWhenTheClockPassesIt) {
+  auto waiting = firstWait();
+  std::thread advancer([&] {
+    waiting.wait();
+    clock_.advance(20ms);
+  });
+  const auto result =
+      testing::runSync(io_, notifier_.waitForChange(notifier_.generation(), in(20ms), nullptr));
+  advancer.join();
+  EXPECT_EQ(result, WaitResult::DeadlinePassed);
+  EXPECT_EQ(notifier_.waiters(), 0U);
+}
+
+TEST_F(ChangeNotifierTest, ReportsDeadlineOnTheSystemClock) {
   ChangeNotifier notifier;
-  EXPECT_EQ(testing::runSync(io, notifier.waitForChange(notifier.generation(), in(20ms), nullptr)),
+  const auto deadline = systemClock().monotonicNow() + 20ms;
+  EXPECT_EQ(testing::runSync(io_, notifier.waitForChange(notifier.generation(), deadline, nullptr)),
             WaitResult::DeadlinePassed);
+  EXPECT_GE(systemClock().monotonicNow(), deadline);
 }
 
-TEST(ChangeNotifierTest, ReportsCancellation) {
-  boost::asio::io_context io;
-  ChangeNotifier notifier;
+TEST_F(ChangeNotifierTest, ReportsCancellation) {
   CancellationSignal cancel;
+  auto waiting = firstWait();
   std::thread canceller([&] {
-    while (notifier.waiters() == 0) {
-      std::this_thread::sleep_for(1ms);
-    }
+    waiting.wait();
     cancel.cancel();
   });
   const auto result =
-      testing::runSync(io, notifier.waitForChange(notifier.generation(), in(10s), &cancel));
+      testing::runSync(io_, notifier_.waitForChange(notifier_.generation(), in(10s), &cancel));
   canceller.join();
   EXPECT_EQ(result, WaitResult::Cancelled);
+  EXPECT_EQ(cancel.pending(), 0U);
 }
 
-TEST(ChangeNotifierTest, AlreadyCancelledSignalEndsWaitAtOnce) {
-  boost::asio::io_context io;
-  ChangeNotifier notifier;
+TEST_F(ChangeNotifierTest, AlreadyCancelledSignalEndsWaitAtOnce) {
   CancellationSignal cancel;
   cancel.cancel();
-  EXPECT_EQ(testing::runSync(io, notifier.waitForChange(notifier.generation(), in(10s), &cancel)),
-            WaitResult::Cancelled);
+  EXPECT_EQ(
+      testing::runSync(io_, notifier_.waitForChange(notifier_.generation(), in(10s), &cancel)),
+      WaitResult::Cancelled);
 }
 
 }  // namespace

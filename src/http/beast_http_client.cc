@@ -12,7 +12,6 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -31,6 +30,7 @@
 #include "http/io_error.h"
 #include "http/response_reader.h"
 #include "http/tls.h"
+#include "http/transport_clock.h"
 
 namespace nmi::http {
 
@@ -134,7 +134,7 @@ BeastHttpClient::ConnectionPtr BeastHttpClient::takeIdle(const std::string& key)
   if (it == idle_.end()) {
     return nullptr;
   }
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = transportClock().monotonicNow();
   while (!it->second.empty()) {
     ConnectionPtr c = std::move(it->second.back());
     it->second.pop_back();
@@ -148,7 +148,7 @@ BeastHttpClient::ConnectionPtr BeastHttpClient::takeIdle(const std::string& key)
 }
 
 void BeastHttpClient::putIdle(const std::string& key, ConnectionPtr connection) {
-  connection->idle_since = std::chrono::steady_clock::now();
+  connection->idle_since = transportClock().monotonicNow();
   const std::lock_guard lock(mu_);
   auto& list = idle_[key];
   if (list.size() >= options_.max_idle_per_host) {
@@ -188,16 +188,12 @@ Task<Result<void>> establish(beast::tcp_stream& plain, const Url& url,
   const std::uint16_t port = via_proxy ? proxy->port : url.port;
   error_code ec;
   auto executor = co_await asio::this_coro::executor;
-  tcp::resolver resolver(executor);
-  asio::steady_timer resolve_timer(executor, deadline);
-  resolve_timer.async_wait([&resolver](error_code timer_ec) {
-    if (!timer_ec) {
-      resolver.cancel();
-    }
-  });
-  const auto endpoints = co_await resolver.async_resolve(
+  auto resolver = std::make_shared<tcp::resolver>(executor);
+  DeadlineWatch resolve_deadline(transportClock(), executor, deadline,
+                                 [resolver] { resolver->cancel(); });
+  const auto endpoints = co_await resolver->async_resolve(
       host, std::to_string(port), asio::redirect_error(asio::use_awaitable, ec));
-  resolve_timer.cancel();
+  resolve_deadline.disarm();
   if (ec) {
     co_return ioError(ec, fmt::format("resolve {}", host));
   }
@@ -337,7 +333,7 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
   }
   const Reservation reservation([this, key] { unreserve(key); });
   auto executor = co_await asio::this_coro::executor;
-  const MonotonicTime deadline = std::chrono::steady_clock::now() + request.timeout;
+  const MonotonicTime deadline = transportClock().monotonicNow() + request.timeout;
 
   for (int attempt = 0;; ++attempt) {
     ConnectionPtr connection = takeIdle(key);
@@ -397,7 +393,7 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
       connection->close();
       // A pooled connection the server closed meanwhile fails at once: retry once on a new one.
       if (reused && attempt == 0 && result.error().code == ErrorCode::Unavailable &&
-          std::chrono::steady_clock::now() < deadline) {
+          transportClock().monotonicNow() < deadline) {
         continue;
       }
       co_return result;

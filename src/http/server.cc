@@ -15,7 +15,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -133,8 +132,13 @@ Response plainText(bhttp::status status, std::string body, unsigned version) {
 }
 
 Server::Server(asio::io_context& io, std::string name, Handler& handler, ServerLimits limits,
-               metrics::NmiMetrics* metrics)
-    : io_(io), name_(std::move(name)), handler_(handler), limits_(limits), metrics_(metrics) {}
+               metrics::NmiMetrics* metrics, const Clock& clock)
+    : io_(io),
+      name_(std::move(name)),
+      handler_(handler),
+      limits_(limits),
+      metrics_(metrics),
+      clock_(clock) {}
 
 Server::~Server() = default;
 
@@ -237,6 +241,9 @@ void Server::release(const std::shared_ptr<Connection>& connection) {
   if (metrics_ != nullptr) {
     metrics_->connections_active.Decrement();
   }
+  if (drain_timer_ && connections_.empty()) {
+    drain_timer_->wake();
+  }
 }
 
 Task<void> Server::acceptLoop() {
@@ -251,8 +258,8 @@ Task<void> Server::acceptLoop() {
       }
       // Out of file descriptors or a transient error: back off briefly instead of spinning.
       spdlog::warn("{}: accept failed: {}", name_, ec.message());
-      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
-      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      const std::chrono::milliseconds pause(50);
+      co_await sleepFor(clock_, pause, nullptr);
       continue;
     }
     startSession(std::move(socket));
@@ -347,6 +354,9 @@ void Server::acceptPendingAndClose() {
   acceptor_->close(ec);
   const std::lock_guard lock(mu_);
   listener_closed_ = true;
+  if (drain_timer_) {
+    drain_timer_->wake();
+  }
 }
 
 bool Server::drained() const {
@@ -443,8 +453,8 @@ Task<void> Server::session(std::shared_ptr<Connection> connection) {
     // While the handler waits (for identity data, a token), notice the client leaving. Not when
     // further pipelined bytes are buffered: those are the next request, not a close.
     SocketWatch watch(stream.socket(), buffer.size() == 0);
-    const RequestContext context{connection->peer, connection->peer_port,
-                                 std::chrono::steady_clock::now(), &watch};
+    const RequestContext context{connection->peer, connection->peer_port, clock_.monotonicNow(),
+                                 &watch};
     stream.expires_never();
     Response response = co_await runHandler(request, context);
     watch.disarm();
@@ -495,10 +505,15 @@ Task<Response> Server::runHandler(Request& request, const RequestContext& contex
 }
 
 Task<void> Server::drain(std::chrono::milliseconds grace) {
+  auto executor = co_await asio::this_coro::executor;
+  // Woken by release() when the last connection goes and by acceptPendingAndClose(); a wake that
+  // comes between a check and the wait is kept for the wait (Timer), so none is lost.
+  const TimerPtr timer = clock_.makeTimer(executor);
   std::vector<std::shared_ptr<Connection>> idle;
   {
     const std::lock_guard lock(mu_);
     draining_ = true;
+    drain_timer_ = timer;
     for (const auto& c : connections_) {
       if (c->idle) {
         idle.push_back(c);
@@ -511,14 +526,13 @@ Task<void> Server::drain(std::chrono::milliseconds grace) {
   for (const auto& c : idle) {
     asio::post(c->stream.get_executor(), [c] { c->stream.cancel(); });
   }
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  const auto deadline = std::chrono::steady_clock::now() + grace;
-  error_code ec;
+  const MonotonicTime deadline = clock_.monotonicNow() + grace;
   // Also waits for acceptPendingAndClose(): the connections it takes from the queue are served
   // before the drain ends (the caller stops the event loop right after).
-  while (!drained() && std::chrono::steady_clock::now() < deadline) {
-    timer.expires_after(std::chrono::milliseconds(20));
-    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  while (!drained()) {
+    if (!co_await timer->waitUntil(deadline)) {
+      break;
+    }
   }
   std::vector<std::shared_ptr<Connection>> left;
   {
@@ -531,11 +545,14 @@ Task<void> Server::drain(std::chrono::milliseconds grace) {
       c->stream.socket().close(ignored);
     });
   }
-  const auto hard_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (!drained() && std::chrono::steady_clock::now() < hard_deadline) {
-    timer.expires_after(std::chrono::milliseconds(10));
-    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  const MonotonicTime hard_deadline = clock_.monotonicNow() + std::chrono::seconds(2);
+  while (!drained()) {
+    if (!co_await timer->waitUntil(hard_deadline)) {
+      break;
+    }
   }
+  const std::lock_guard lock(mu_);
+  drain_timer_.reset();
 }
 
 }  // namespace nmi::http

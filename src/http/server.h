@@ -84,11 +84,13 @@ struct ServerLimits {
 
 // An HTTP/1.1 server on Boost.Beast: one coroutine per connection on its own strand, keep-alive,
 // the limits above, SO_REUSEPORT (a second nmi can bind the same port during an upgrade), and a
-// graceful drain. Thread-safe: the io_context may be run by several threads.
+// graceful drain. Thread-safe: the io_context may be run by several threads. Time (request
+// arrival, the drain's deadlines, the pause after a failed accept) comes from `clock`, which must
+// outlive the server.
 class Server {
  public:
   Server(boost::asio::io_context& io, std::string name, Handler& handler, ServerLimits limits,
-         metrics::NmiMetrics* metrics);
+         metrics::NmiMetrics* metrics, const Clock& clock = systemClock());
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -112,7 +114,8 @@ class Server {
   void clearListenerPreference();
   // Stops accepting, closes idle connections, lets requests in flight finish (their responses
   // carry Connection: close), and after `grace` closes whatever is left. Completes when every
-  // connection is gone.
+  // connection is gone (woken by each connection's end, no polling). Runs on a strand (or a
+  // single-threaded executor); one drain at a time.
   Task<void> drain(std::chrono::milliseconds grace);
 
   std::size_t connectionCount() const;
@@ -138,11 +141,13 @@ class Server {
   Handler& handler_;
   const ServerLimits limits_;
   metrics::NmiMetrics* const metrics_;
+  const Clock& clock_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
 
   mutable std::mutex mu_;
   bool draining_ = false;
   bool listener_closed_ = false;  // set by acceptPendingAndClose(), once the queue is taken
+  TimerPtr drain_timer_;          // the drain's, while one runs: woken when it may be done
   std::unordered_set<std::shared_ptr<Connection>> connections_;
   std::unordered_map<std::string, int> per_peer_;
   int refusing_ = 0;

@@ -8,10 +8,15 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
+
+#include "common/change_notifier.h"
+#include "tests/fakes/fake_clock.h"
 
 namespace nmi::http {
 namespace {
@@ -114,6 +119,68 @@ TEST_F(ReusePortTest, WithTheFirstListenerGoneTheSuccessorStillAnswersEverything
   drained.get_future().wait();
   auto after = answers(16);
   EXPECT_EQ(after["new"], 16);
+}
+
+// Holds every request until release(); says when one arrived.
+class HoldingHandler : public Handler {
+ public:
+  Task<Response> handle(Request& request, const RequestContext& /*context*/) override {
+    const auto seen = released_.generation();
+    arrived_.set_value();
+    co_await released_.waitForChange(seen, MonotonicTime::max(), nullptr);
+    Response res{boost::beast::http::status::ok, request.version()};
+    res.body() = "done";
+    res.prepare_payload();
+    co_return res;
+  }
+  std::future<void> arrived() { return arrived_.get_future(); }
+  void release() { released_.notify(); }
+
+ private:
+  std::promise<void> arrived_;
+  ChangeNotifier released_;
+};
+
+// The drain ends when the last request in flight ends, not at a poll: its clock never moves here,
+// so only the connection's end can wake it.
+TEST(ServerDrain, EndsWhenTheLastRequestInFlightEnds) {
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  testing::FakeClock clock;
+  HoldingHandler handler;
+  Server server(io, "held", handler, ServerLimits{}, nullptr, clock);
+  ASSERT_TRUE(server.listen("127.0.0.1", 0));
+  server.start();
+  std::thread thread([&io] { io.run(); });
+
+  asio::io_context client_io;
+  tcp::socket socket(client_io);
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server.localEndpoint().port()));
+  const std::string request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  asio::write(socket, asio::buffer(request));
+  auto arrived = handler.arrived();
+  ASSERT_EQ(arrived.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+
+  std::promise<void> drained;
+  auto drained_future = drained.get_future();
+  asio::co_spawn(
+      asio::make_strand(io), [&]() -> Task<void> { co_await server.drain(std::chrono::hours(1)); },
+      [&](const std::exception_ptr&) { drained.set_value(); });
+  EXPECT_EQ(drained_future.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+  EXPECT_EQ(server.connectionCount(), 1U);
+
+  handler.release();
+  std::string reply;
+  boost::system::error_code ec;
+  asio::read(socket, asio::dynamic_buffer(reply), ec);  // until the server closes
+  EXPECT_NE(reply.find("Connection: close"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("done"), std::string::npos) << reply;
+  EXPECT_EQ(drained_future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(server.connectionCount(), 0U);
+
+  work.reset();
+  io.stop();
+  thread.join();
 }
 
 }  // namespace

@@ -219,7 +219,7 @@ Result<Spawned> spawn(const std::string& program, const Command& command) {
 
 }  // namespace
 
-ProcessCommandRunner::ProcessCommandRunner() {
+ProcessCommandRunner::ProcessCommandRunner(const Clock& clock) : clock_(clock) {
   std::array<int, 2> fds{-1, -1};
   if (::pipe2(fds.data(), O_CLOEXEC | O_NONBLOCK) == 0) {
     cancel_read_ = fds[0];
@@ -268,14 +268,14 @@ Result<CommandOutput> ProcessCommandRunner::run(const Command& command) {
   }
   CommandOutput output;
   std::optional<ErrorCode> stopped;
-  const auto deadline = std::chrono::steady_clock::now() + command.timeout;
+  const MonotonicTime deadline = clock_.monotonicNow() + command.timeout;
   const auto stop = [&](ErrorCode why) {
     ::kill(child.pid, SIGKILL);
     stopped = why;
   };
   while (!stopped && (child.out.open() || child.err.open())) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_.monotonicNow());
     if (left.count() <= 0) {
       stop(ErrorCode::Timeout);
       break;
@@ -328,7 +328,7 @@ Result<CommandOutput> ProcessCommandRunner::run(const Command& command) {
       break;
     }
     if (done == 0) {  // output closed but still running: wait a little, within the deadline
-      if (std::chrono::steady_clock::now() >= deadline) {
+      if (clock_.monotonicNow() >= deadline) {
         stop(ErrorCode::Timeout);
       } else if (cancelled_) {
         stop(ErrorCode::Cancelled);

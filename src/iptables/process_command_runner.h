@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "common/clock.h"
 #include "iptables/command_runner.h"
 
 namespace nmi::iptables {
@@ -9,10 +10,11 @@ namespace nmi::iptables {
 // Runs programs with posix_spawn: no shell, a clean signal mask, every descriptor above 2 closed
 // in the child, standard input fed and standard output and error captured through pipes (each
 // capped at 64 MiB), the child killed (SIGKILL) at its timeout or on cancel(). run() may be called
-// from one thread at a time; cancel() from any thread.
+// from one thread at a time; cancel() from any thread. Timeouts are read on `clock` (the wait
+// itself is poll(2)'s), which must outlive the runner.
 class ProcessCommandRunner final : public CommandRunner {
  public:
-  ProcessCommandRunner();
+  explicit ProcessCommandRunner(const Clock& clock = systemClock());
   ~ProcessCommandRunner() override;
   ProcessCommandRunner(const ProcessCommandRunner&) = delete;
   ProcessCommandRunner& operator=(const ProcessCommandRunner&) = delete;
@@ -21,6 +23,7 @@ class ProcessCommandRunner final : public CommandRunner {
   void cancel() override;
 
  private:
+  const Clock& clock_;
   std::atomic<bool> cancelled_{false};
   int cancel_read_ = -1;  // readable once cancel() was called
   int cancel_write_ = -1;

@@ -1,6 +1,11 @@
 #include "iptables/process_command_runner.h"
 
+#include <sys/stat.h>
+
+#include <array>
 #include <chrono>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include <fcntl.h>
@@ -80,13 +85,26 @@ TEST(ProcessCommandRunnerTest, KillsAProgramAtItsTimeout) {
 
 TEST(ProcessCommandRunnerTest, CancelEndsTheRunningProgramAndEveryLaterOne) {
   ProcessCommandRunner runner;
-  std::thread canceller([&runner] {
-    std::this_thread::sleep_for(milliseconds(100));
+  // The child tells it started through a FIFO; the canceller waits for that, not for a time.
+  std::array<char, 32> dir{"/tmp/nmi-runner-test-XXXXXX"};
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  const std::string fifo = std::string(dir.data()) + "/started";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::thread canceller([&runner, &fifo] {
+    std::ifstream started(fifo);  // opens once the child opens it for writing
+    std::string line;
+    std::getline(started, line);
     runner.cancel();
   });
   const auto t0 = std::chrono::steady_clock::now();
-  auto out = runner.run(cmd({"sleep", "10"}));
+  auto out = runner.run(cmd({"sh", "-c", "echo up > '" + fifo + "'; exec sleep 10"}));
+  // Should the child never have opened the FIFO, let the canceller go (it reads end of file).
+  if (const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK); fd >= 0) {
+    ::close(fd);
+  }
   canceller.join();
+  ::unlink(fifo.c_str());
+  ::rmdir(dir.data());
   ASSERT_FALSE(out.has_value());
   EXPECT_EQ(out.error().code, ErrorCode::Cancelled);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));

@@ -75,9 +75,13 @@ milliseconds nextDelay(int failures, milliseconds interval) {
   return std::min(delay, kMaxRetry);
 }
 
-Reconciler::Reconciler(ReconcilerOptions options, CommandRunner& runner,
+Reconciler::Reconciler(ReconcilerOptions options, CommandRunner& runner, const Clock& clock,
                        metrics::NmiMetrics& metrics, std::shared_ptr<spdlog::logger> log)
-    : options_(std::move(options)), runner_(runner), metrics_(metrics), log_(std::move(log)) {}
+    : options_(std::move(options)),
+      runner_(runner),
+      clock_(clock),
+      metrics_(metrics),
+      log_(std::move(log)) {}
 
 Reconciler::~Reconciler() {
   stop();
@@ -139,6 +143,11 @@ PassResult Reconciler::lastResultForTest() const {
   return last_result_;
 }
 
+bool Reconciler::waitForPassForTest(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mu_);
+  return passed_.wait_for(lock, timeout, [this] { return ran_; });
+}
+
 milliseconds Reconciler::runOnce() {
   const PassOutcome outcome = pass();
   const Result<std::string> localnet_file =
@@ -180,6 +189,7 @@ milliseconds Reconciler::runOnce() {
   error_ = outcome.error;
   localnet_ = std::move(localnet);
   retry_in_ = delay;
+  passed_.notify_all();
   return delay;
 }
 
@@ -238,7 +248,7 @@ Reconciler::PassOutcome Reconciler::pass() {
     tools_ = tools;
     log_->info("iptables backend={} ({})", backendName(decision->backend), decision->reason);
   }
-  const auto started = std::chrono::steady_clock::now();
+  const MonotonicTime started = clock_.monotonicNow();
   auto plan = observeAndPlan(*tools_, "");
   if (!plan) {
     out.result = PassResult::Error;
@@ -269,8 +279,7 @@ Reconciler::PassOutcome Reconciler::pass() {
       return out;
     }
     out.result = PassResult::Repaired;
-    const auto took =
-        std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started);
+    const auto took = std::chrono::duration_cast<milliseconds>(clock_.monotonicNow() - started);
     log_->info("iptables: interception rules in place ({} backend, {} ms)",
                backendName(tools_->backend), took.count());
   }

@@ -14,6 +14,7 @@
 
 #include <spdlog/logger.h>
 
+#include "common/clock.h"
 #include "iptables/backend.h"
 #include "iptables/command_runner.h"
 #include "iptables/node_checks.h"
@@ -39,11 +40,13 @@ std::chrono::milliseconds nextDelay(int failures, std::chrono::milliseconds inte
 enum class PassResult { Ok, Repaired, Error };
 
 // Thread-safe: start()/stop() from the owner; notReadyReason() from any thread. runOnce() is for
-// the loop thread (and tests), one call at a time.
+// the loop thread (and tests), one call at a time. Passes are timed on `clock`; the loop waits
+// between passes on a condition variable of its own thread (iptables commands block), so stop()
+// ends it at once.
 class Reconciler {
  public:
-  Reconciler(ReconcilerOptions options, CommandRunner& runner, metrics::NmiMetrics& metrics,
-             std::shared_ptr<spdlog::logger> log);
+  Reconciler(ReconcilerOptions options, CommandRunner& runner, const Clock& clock,
+             metrics::NmiMetrics& metrics, std::shared_ptr<spdlog::logger> log);
   ~Reconciler();
   Reconciler(const Reconciler&) = delete;
   Reconciler& operator=(const Reconciler&) = delete;
@@ -60,6 +63,8 @@ class Reconciler {
   // until the next pass.
   std::chrono::milliseconds runOnce();
   PassResult lastResultForTest() const;
+  // Waits until a pass has finished (after start(), the loop's first); false after `timeout`.
+  bool waitForPassForTest(std::chrono::milliseconds timeout) const;
 
  private:
   struct PassOutcome {
@@ -74,6 +79,7 @@ class Reconciler {
 
   const ReconcilerOptions options_;
   CommandRunner& runner_;
+  const Clock& clock_;
   metrics::NmiMetrics& metrics_;
   const std::shared_ptr<spdlog::logger> log_;
 
@@ -92,6 +98,7 @@ class Reconciler {
   std::chrono::milliseconds retry_in_{0};
   bool stopping_ = false;
   std::condition_variable wake_;
+  mutable std::condition_variable passed_;
   std::thread thread_;
 };
 

@@ -3,13 +3,13 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <thread>
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_command_runner.h"
 #include "tests/fakes/iptables_samples.h"
 
@@ -79,10 +79,11 @@ class ReconcilerTest : public ::testing::Test {
     options.backend = backend;
     options.lock_file = "/tmp/test.lock";
     options.route_localnet_path = localnet_path_;
-    return std::make_unique<Reconciler>(options, runner_, metrics_, log_);
+    return std::make_unique<Reconciler>(options, runner_, clock_, metrics_, log_);
   }
 
   FakeCommandRunner runner_;
+  nmi::testing::FakeClock clock_;
   metrics::NmiMetrics metrics_;
   std::shared_ptr<spdlog::logger> log_ =
       std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
@@ -170,7 +171,7 @@ TEST_F(ReconcilerTest, MissingBinariesAreRetriedNotFatal) {
   FakeCommandRunner empty;
   ReconcilerOptions options;
   options.route_localnet_path = localnet_path_;
-  Reconciler r(options, empty, metrics_, log_);
+  Reconciler r(options, empty, clock_, metrics_, log_);
   EXPECT_EQ(r.runOnce(), milliseconds(1'000));
   EXPECT_EQ(r.notReadyReason(),
             "cannot choose the iptables backend: neither iptables-nft-save nor "
@@ -241,12 +242,9 @@ TEST_F(ReconcilerTest, TheLoopRunsOnItsOwnThreadAndStopsAtOnce) {
   options.backend = BackendChoice::Nft;
   options.route_localnet_path = localnet_path_;
   options.interval = std::chrono::hours(1);
-  Reconciler r(options, runner_, metrics_, log_);
+  Reconciler r(options, runner_, clock_, metrics_, log_);
   r.start();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!r.notReadyReason().empty() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(5));
-  }
+  ASSERT_TRUE(r.waitForPassForTest(std::chrono::seconds(10)));
   EXPECT_EQ(r.notReadyReason(), "");
   const auto t0 = std::chrono::steady_clock::now();
   r.stop();

@@ -13,7 +13,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -31,6 +30,7 @@
 
 #include "http/io_error.h"
 #include "http/tls.h"
+#include "http/transport_clock.h"
 #include "kube/watch_decode.h"
 
 namespace nmi::kube {
@@ -158,7 +158,7 @@ Result<std::string> BeastApiTransport::authorization() {
 
 BeastApiTransport::ConnectionPtr BeastApiTransport::takeIdle() {
   const std::lock_guard lock(mu_);
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = http::transportClock().monotonicNow();
   while (!idle_.empty()) {
     ConnectionPtr connection = std::move(idle_.back());
     idle_.pop_back();
@@ -171,7 +171,7 @@ BeastApiTransport::ConnectionPtr BeastApiTransport::takeIdle() {
 }
 
 void BeastApiTransport::putIdle(ConnectionPtr connection) {
-  connection->idle_since = std::chrono::steady_clock::now();
+  connection->idle_since = http::transportClock().monotonicNow();
   const std::lock_guard lock(mu_);
   if (idle_.size() >= options_.max_idle) {
     connection->close();
@@ -184,12 +184,8 @@ Task<Result<BeastApiTransport::ConnectionPtr>> BeastApiTransport::connect(
     MonotonicTime head_deadline, CancellationSignal* cancel) {
   auto executor = co_await asio::this_coro::executor;
   auto resolver = std::make_shared<tcp::resolver>(executor);
-  asio::steady_timer resolve_timer(executor, head_deadline);
-  resolve_timer.async_wait([resolver](error_code ec) {
-    if (!ec) {
-      resolver->cancel();
-    }
-  });
+  DeadlineWatch resolve_deadline(http::transportClock(), executor, head_deadline,
+                                 [resolver] { resolver->cancel(); });
   error_code ec;
   tcp::resolver::results_type endpoints;
   {
@@ -198,7 +194,7 @@ Task<Result<BeastApiTransport::ConnectionPtr>> BeastApiTransport::connect(
     endpoints = co_await resolver->async_resolve(server_.host, port,
                                                  asio::redirect_error(asio::use_awaitable, ec));
   }
-  resolve_timer.cancel();
+  resolve_deadline.disarm();
   if (cancelled(cancel)) {
     co_return cancelledError();
   }
@@ -209,7 +205,7 @@ Task<Result<BeastApiTransport::ConnectionPtr>> BeastApiTransport::connect(
   auto connection = std::make_shared<Connection>(executor_, *tls_);
   const CancelRegistration hook(cancel, onStrand(executor, [connection] { connection->close(); }));
   connection->tcp().expires_at(
-      std::min(head_deadline, std::chrono::steady_clock::now() + options_.connect_timeout));
+      std::min(head_deadline, http::transportClock().monotonicNow() + options_.connect_timeout));
   co_await connection->tcp().async_connect(endpoints,
                                            asio::redirect_error(asio::use_awaitable, ec));
   if (cancelled(cancel)) {
@@ -331,7 +327,7 @@ Task<Result<ApiResponse>> BeastApiTransport::getOnce(const std::string& target,
 Task<Result<ApiResponse>> BeastApiTransport::get(std::string target, std::size_t max_body,
                                                  std::chrono::milliseconds timeout,
                                                  CancellationSignal* cancel) {
-  const MonotonicTime deadline = std::chrono::steady_clock::now() + timeout;
+  const MonotonicTime deadline = http::transportClock().monotonicNow() + timeout;
   auto result = co_await getOnce(target, max_body, deadline, cancel);
   if (result && result->status == 401 && token_.isFile()) {
     // The token may have been rotated since it was last read: re-read it and retry once.
@@ -351,7 +347,7 @@ Task<Result<ApiResponse>> BeastApiTransport::watchOnce(const std::string& target
   if (!auth) {
     co_return auth.error();
   }
-  const MonotonicTime head_deadline = std::chrono::steady_clock::now() + timeouts.head;
+  const MonotonicTime head_deadline = http::transportClock().monotonicNow() + timeouts.head;
   auto connected = co_await connect(head_deadline, cancel);
   if (!connected) {
     co_return connected.error();

@@ -28,7 +28,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "common/sleeper.h"
+#include "common/clock.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/run_sync.h"
 
@@ -365,12 +365,11 @@ TEST_F(ApiClientTest, RequestsAndSleepsLeaveNothingOnALongLivedSignal) {
   });
   auto t = transport(server);
   CancellationSignal stop;
-  AsioSleeper sleeper;
   for (int i = 0; i < 50; ++i) {
     auto answer = nmi::testing::runSync(
         io_, t->get("/api/v1/namespaces/a/secrets/b", 1 << 20, std::chrono::seconds(5), &stop));
     ASSERT_TRUE(answer.has_value()) << answer.error().message;
-    EXPECT_TRUE(nmi::testing::runSync(io_, sleeper.sleepFor(0ms, &stop)));
+    EXPECT_TRUE(nmi::testing::runSync(io_, sleepFor(systemClock(), 0ms, &stop)));
   }
   EXPECT_EQ(stop.pending(), 0U);
 }

@@ -22,13 +22,12 @@ namespace asio = boost::asio;
 
 struct ApiIdentitySource::State {
   State(ApiTransportPtr api, ApiSourceOptions opts, const Clock& c, metrics::NmiMetrics* m,
-        std::shared_ptr<spdlog::logger> log, std::shared_ptr<Sleeper> s)
+        std::shared_ptr<spdlog::logger> log)
       : transport(std::move(api)),
         options(std::move(opts)),
         clock(c),
         metrics(m),
         logger(log ? std::move(log) : nmi::logger("nmi.kube")),
-        sleeper(s ? std::move(s) : std::make_shared<AsioSleeper>()),
         pods(options.node_name),
         secrets(*transport, clock, secretOptions(options), [this] { countError(secret_errors); }) {
     if (metrics != nullptr) {
@@ -84,9 +83,8 @@ struct ApiIdentitySource::State {
       stale_gauges.push_back(
           &metrics->source_stale.Add({{"resource", reflector_options.resource}}));
     }
-    reflectors.push_back(std::make_unique<Reflector>(*transport, store,
-                                                     std::move(reflector_options), clock, *sleeper,
-                                                     std::move(hooks), logger));
+    reflectors.push_back(std::make_unique<Reflector>(
+        *transport, store, std::move(reflector_options), clock, std::move(hooks), logger));
     stores.push_back(&store);
   }
 
@@ -126,12 +124,11 @@ struct ApiIdentitySource::State {
   const Clock& clock;
   metrics::NmiMetrics* const metrics;
   const std::shared_ptr<spdlog::logger> logger;
-  const std::shared_ptr<Sleeper> sleeper;
   prometheus::Counter* list_errors = nullptr;
   prometheus::Counter* watch_errors = nullptr;
   prometheus::Counter* secret_errors = nullptr;
 
-  ChangeNotifier notifier;
+  ChangeNotifier notifier{clock};
   PodCache pods;
   AssignedIdentityCache assigned;
   BindingCache bindings;
@@ -150,10 +147,9 @@ struct ApiIdentitySource::State {
 ApiIdentitySource::ApiIdentitySource(asio::any_io_executor executor, ApiTransportPtr transport,
                                      ApiSourceOptions options, const Clock& clock,
                                      metrics::NmiMetrics* metrics,
-                                     std::shared_ptr<spdlog::logger> logger,
-                                     std::shared_ptr<Sleeper> sleeper)
+                                     std::shared_ptr<spdlog::logger> logger)
     : state_(std::make_shared<State>(std::move(transport), std::move(options), clock, metrics,
-                                     std::move(logger), std::move(sleeper))),
+                                     std::move(logger))),
       executor_(std::move(executor)) {}
 
 ApiIdentitySource::~ApiIdentitySource() {

@@ -11,7 +11,6 @@
 #include <spdlog/logger.h>
 
 #include "common/clock.h"
-#include "common/sleeper.h"
 #include "identity/source.h"
 #include "kube/api_client.h"
 #include "kube/backoff.h"
@@ -65,8 +64,7 @@ class ApiIdentitySource final : public identity::IdentitySource {
   ApiIdentitySource(boost::asio::any_io_executor executor, ApiTransportPtr transport,
                     ApiSourceOptions options, const Clock& clock,
                     metrics::NmiMetrics* metrics = nullptr,
-                    std::shared_ptr<spdlog::logger> logger = nullptr,
-                    std::shared_ptr<Sleeper> sleeper = nullptr);
+                    std::shared_ptr<spdlog::logger> logger = nullptr);
   ~ApiIdentitySource() override;
   ApiIdentitySource(const ApiIdentitySource&) = delete;
   ApiIdentitySource& operator=(const ApiIdentitySource&) = delete;

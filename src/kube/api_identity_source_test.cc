@@ -18,7 +18,6 @@
 #include "metrics/nmi_metrics.h"
 #include "tests/fakes/fake_api_transport.h"
 #include "tests/fakes/fake_clock.h"
-#include "tests/fakes/fake_sleeper.h"
 #include "tests/fakes/run_sync.h"
 
 namespace nmi::kube {
@@ -63,9 +62,11 @@ class ApiIdentitySourceTest : public ::testing::Test {
     if (options.node_name.empty()) {
       options.node_name = "node-1";
     }
-    auto source =
-        std::make_unique<ApiIdentitySource>(io_.get_executor(), transport_, options, clock_,
-                                            &metrics_, logger("nmi.kube.test"), sleeper_);
+    // Backoff waits end at once and the clock stands still: the tests move it themselves.
+    options.backoff =
+        BackoffPolicy{std::chrono::milliseconds(0), std::chrono::milliseconds(0), 0.0};
+    auto source = std::make_unique<ApiIdentitySource>(io_.get_executor(), transport_, options,
+                                                      clock_, &metrics_, logger("nmi.kube.test"));
     return source;
   }
 
@@ -112,8 +113,6 @@ class ApiIdentitySourceTest : public ::testing::Test {
   nmi::testing::FakeClock clock_;
   metrics::NmiMetrics metrics_;
   std::shared_ptr<FakeApiTransport> transport_ = std::make_shared<FakeApiTransport>();
-  std::shared_ptr<nmi::testing::FakeSleeper> sleeper_ =
-      std::make_shared<nmi::testing::FakeSleeper>();
 };
 
 TEST_F(ApiIdentitySourceTest, SyncsEveryCacheAndAnswersQueries) {
@@ -170,7 +169,7 @@ TEST_F(ApiIdentitySourceTest, AnEventWakesAWaitingRequest) {
   boost::asio::co_spawn(
       boost::asio::make_strand(io_),
       [&]() -> Task<void> {
-        const MonotonicTime deadline = std::chrono::steady_clock::now() + std::chrono::hours(1);
+        const MonotonicTime deadline = clock_.monotonicNow() + std::chrono::hours(1);
         woken = co_await source->changes().waitForChange(generation, deadline, nullptr);
       },
       boost::asio::detached);

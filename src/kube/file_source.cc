@@ -16,9 +16,10 @@
 #include <unordered_map>
 #include <utility>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <fcntl.h>
 #include <spdlog/logger.h>
@@ -272,12 +273,18 @@ Task<Result<identity::SecretData>> ready(Result<identity::SecretData> result) {
 // ---- State: the data and everything the watcher needs, shared with it ------------------------
 
 struct FileIdentitySource::State {
-  State(std::string file_path, std::string node, std::shared_ptr<spdlog::logger> log)
-      : path(std::move(file_path)), node_name(std::move(node)), logger(std::move(log)) {}
+  State(std::string file_path, std::string node, std::shared_ptr<spdlog::logger> log,
+        const Clock& c)
+      : path(std::move(file_path)),
+        node_name(std::move(node)),
+        logger(std::move(log)),
+        clock(c),
+        notifier(c) {}
 
   const std::string path;
   const std::string node_name;
   const std::shared_ptr<spdlog::logger> logger;
+  const Clock& clock;
 
   std::mutex load_mu;  // one load at a time, so an older read cannot replace a newer one
   mutable std::shared_mutex mu;
@@ -365,18 +372,20 @@ struct FileIdentitySource::Watcher : std::enable_shared_from_this<Watcher> {
           std::chrono::milliseconds debounce_for)
       : strand(asio::make_strand(executor)),
         descriptor(strand),
-        timer(strand),
         state(std::move(shared_state)),
+        timer(state->clock.makeTimer(strand)),
         debounce(debounce_for) {}
 
   asio::strand<asio::any_io_executor> strand;
   asio::posix::stream_descriptor descriptor;  // the inotify instance
-  asio::steady_timer timer;
   const std::shared_ptr<State> state;
+  const TimerPtr timer;  // the debounce; woken by stop()
   const std::chrono::milliseconds debounce;
   std::string file_name;
   bool any_entry = false;  // the file is a symlink: any change in the directory may retarget it
   bool stopped = false;    // strand only
+  bool reload_pending = false;  // strand only: a debounce is running
+  MonotonicTime quiet_until{};  // strand only: the debounce's end, pushed back by every event
   std::array<char, std::size_t{64} * 1024> buffer{};
 
   void readNext() {
@@ -426,19 +435,31 @@ struct FileIdentitySource::Watcher : std::enable_shared_from_this<Watcher> {
   // Waits until the directory has been quiet for `debounce` (a write often comes as several
   // events), then reloads once.
   void scheduleReload() {
-    timer.expires_after(debounce);  // cancels an earlier wait
-    timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-      if (ec || self->stopped) {
-        return;
+    quiet_until = state->clock.monotonicNow() + debounce;
+    if (!reload_pending) {
+      reload_pending = true;
+      asio::co_spawn(strand, debounceThenReload(shared_from_this()), asio::detached);
+    }
+  }
+
+  static Task<void> debounceThenReload(std::shared_ptr<Watcher> self) {
+    for (;;) {
+      const MonotonicTime until = self->quiet_until;
+      if (co_await self->timer->waitUntil(until) || self->stopped) {
+        co_return;  // woken: stopped
       }
-      self->state->reload();
-    });
+      if (self->quiet_until <= until) {
+        break;  // nothing happened meanwhile
+      }
+    }
+    self->reload_pending = false;
+    self->state->reload();
   }
 
   void stop() {
     asio::post(strand, [self = shared_from_this()] {
       self->stopped = true;
-      self->timer.cancel();
+      self->timer->wake();
       boost::system::error_code ignored;
       self->descriptor.close(ignored);
     });
@@ -450,11 +471,12 @@ struct FileIdentitySource::Watcher : std::enable_shared_from_this<Watcher> {
 FileIdentitySource::FileIdentitySource(asio::any_io_executor executor, std::string path,
                                        std::string node_name,
                                        std::shared_ptr<spdlog::logger> logger,
-                                       std::chrono::milliseconds debounce)
+                                       std::chrono::milliseconds debounce, const Clock& clock)
     : executor_(std::move(executor)),
       debounce_(debounce),
       state_(std::make_shared<State>(std::move(path), std::move(node_name),
-                                     logger ? std::move(logger) : nmi::logger("nmi.identity"))) {}
+                                     logger ? std::move(logger) : nmi::logger("nmi.identity"),
+                                     clock)) {}
 
 FileIdentitySource::~FileIdentitySource() {
   try {

@@ -8,6 +8,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <spdlog/logger.h>
 
+#include "common/clock.h"
 #include "identity/source.h"
 
 namespace nmi::kube {
@@ -25,12 +26,14 @@ namespace nmi::kube {
 //
 // Logs to `logger`, or to nmi::logger("nmi.identity") when it is null. Queries are thread-safe. The
 // watcher runs on `executor`, which must outlive this object or be stopped first; stop() (also
-// called by the destructor) ends the watch.
+// called by the destructor) ends the watch. The debounce and waits on changes() use `clock`, which
+// must outlive the executor's work.
 class FileIdentitySource final : public identity::IdentitySource {
  public:
   FileIdentitySource(boost::asio::any_io_executor executor, std::string path, std::string node_name,
                      std::shared_ptr<spdlog::logger> logger = nullptr,
-                     std::chrono::milliseconds debounce = std::chrono::milliseconds{100});
+                     std::chrono::milliseconds debounce = std::chrono::milliseconds{100},
+                     const Clock& clock = systemClock());
   ~FileIdentitySource() override;
   FileIdentitySource(const FileIdentitySource&) = delete;
   FileIdentitySource& operator=(const FileIdentitySource&) = delete;

@@ -10,7 +10,6 @@
 
 #include "common/cancellation.h"
 #include "common/log.h"
-#include "common/sleeper.h"
 #include "kube/query.h"
 #include "kube/reflector.h"
 
@@ -307,6 +306,7 @@ struct OwnerWatch::State {
       : transport(std::move(api)),
         options(std::move(opts)),
         target{options.ns, options.name},
+        clock(c),
         logger(log ? std::move(log) : nmi::logger("nmi.kube")),
         lookup(std::move(pod_lookup)),
         store(options.name) {
@@ -321,8 +321,8 @@ struct OwnerWatch::State {
     r.watch_timeouts.silence = options.watch_silence_timeout;
     ReflectorHooks hooks;
     hooks.changed = [this] { onChange(); };
-    reflector = std::make_unique<Reflector>(*transport, store, std::move(r), c, sleeper,
-                                            std::move(hooks), logger);
+    reflector =
+        std::make_unique<Reflector>(*transport, store, std::move(r), c, std::move(hooks), logger);
   }
 
   // nmi's pod's controller: a fresh answer when there is one, else the last known.
@@ -377,7 +377,7 @@ struct OwnerWatch::State {
   static Task<void> remind(std::shared_ptr<State> state) {
     std::chrono::milliseconds delay = state->options.first_check;
     for (bool first = true;; first = false) {
-      if (!co_await state->sleeper.sleepFor(delay, &state->stop)) {
+      if (!co_await sleepFor(state->clock, delay, &state->stop)) {
         co_return;
       }
       state->check(!first);
@@ -388,9 +388,9 @@ struct OwnerWatch::State {
   const ApiTransportPtr transport;
   const OwnerWatchOptions options;
   const OwnerTarget target;
+  const Clock& clock;
   const std::shared_ptr<spdlog::logger> logger;
   const std::function<PodController()> lookup;
-  AsioSleeper sleeper;
   OwnerStore store;
   std::unique_ptr<Reflector> reflector;
   CancellationSignal stop;

@@ -98,13 +98,12 @@ class Reflector::Handler final : public WatchHandler {
 };
 
 Reflector::Reflector(ApiTransport& transport, ObjectStore& store, ReflectorOptions options,
-                     const Clock& clock, Sleeper& sleeper, ReflectorHooks hooks,
+                     const Clock& clock, ReflectorHooks hooks,
                      std::shared_ptr<spdlog::logger> logger, std::function<double()> random)
     : transport_(transport),
       store_(store),
       options_(std::move(options)),
       clock_(clock),
-      sleeper_(sleeper),
       hooks_(std::move(hooks)),
       logger_(std::move(logger)),
       random_(random ? std::move(random) : std::function<double()>(uniformRandom)),
@@ -441,7 +440,7 @@ Task<void> Reflector::run(CancellationSignal& stop) {
     ++failures;
     recordFailure(operation, *failure, failures);
     const auto delay = backoffDelay(options_.backoff, failures, random_(), failure->retry_after);
-    if (!co_await sleeper_.sleepFor(delay, &stop)) {
+    if (!co_await sleepFor(clock_, delay, &stop)) {
       break;
     }
   }

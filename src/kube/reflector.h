@@ -14,7 +14,6 @@
 
 #include "common/cancellation.h"
 #include "common/clock.h"
-#include "common/sleeper.h"
 #include "common/task.h"
 #include "kube/api_client.h"
 #include "kube/backoff.h"
@@ -95,12 +94,12 @@ struct Freshness {
 // timeout is closed and re-opened. Every applied event and relist calls hooks.changed.
 //
 // run() must be awaited on a strand; the status accessors are thread-safe. The transport,
-// store, clock and sleeper must outlive run().
+// store and clock (which also times the backoff) must outlive run().
 class Reflector {
  public:
   Reflector(ApiTransport& transport, ObjectStore& store, ReflectorOptions options,
-            const Clock& clock, Sleeper& sleeper, ReflectorHooks hooks,
-            std::shared_ptr<spdlog::logger> logger, std::function<double()> random = {});
+            const Clock& clock, ReflectorHooks hooks, std::shared_ptr<spdlog::logger> logger,
+            std::function<double()> random = {});
 
   // Runs until `stop` fires; returns promptly then.
   Task<void> run(CancellationSignal& stop);
@@ -146,7 +145,6 @@ class Reflector {
   ObjectStore& store_;
   const ReflectorOptions options_;
   const Clock& clock_;
-  Sleeper& sleeper_;
   const ReflectorHooks hooks_;
   const std::shared_ptr<spdlog::logger> logger_;
   const std::function<double()> random_;

@@ -16,7 +16,6 @@
 #include "kube/pod_cache.h"
 #include "tests/fakes/fake_api_transport.h"
 #include "tests/fakes/fake_clock.h"
-#include "tests/fakes/fake_sleeper.h"
 #include "tests/fakes/run_sync.h"
 
 namespace nmi::kube {
@@ -57,6 +56,7 @@ std::string podsWatch(const std::string& rv) {
 class ReflectorTest : public ::testing::Test {
  protected:
   ReflectorTest() {
+    clock_.setAutoAdvance(true);  // backoff waits return at once (clock_.delays())
     transport_.onExhausted([this] { stop_.cancel(); });
   }
 
@@ -73,7 +73,7 @@ class ReflectorTest : public ::testing::Test {
     ReflectorHooks hooks;
     hooks.changed = [this] { ++changes_; };
     hooks.failed = [this](std::string_view operation) { failed_.emplace_back(operation); };
-    return std::make_unique<Reflector>(transport_, store, std::move(options), clock_, sleeper_,
+    return std::make_unique<Reflector>(transport_, store, std::move(options), clock_,
                                        std::move(hooks), logger("nmi.kube.test"),
                                        [] { return 0.5; });
   }
@@ -83,7 +83,6 @@ class ReflectorTest : public ::testing::Test {
   boost::asio::io_context io_;
   nmi::testing::FakeClock clock_;
   FakeApiTransport transport_;
-  nmi::testing::FakeSleeper sleeper_{clock_};
   CancellationSignal stop_;
   PodCache pods_{"node-1"};
   int changes_ = 0;
@@ -110,7 +109,7 @@ TEST_F(ReflectorTest, ListWatchBookmarkGoneRelist) {
                                               podsWatch("20"), podsWatch("21")));
   EXPECT_EQ(pods_.size(), 0U);
   EXPECT_EQ(changes_, 4);  // list, ADDED, relist, DELETED
-  EXPECT_THAT(sleeper_.delays(), IsEmpty());
+  EXPECT_THAT(clock_.delays(), IsEmpty());
   EXPECT_TRUE(reflector->hasSynced());
   const ReflectorStats stats = reflector->stats();
   EXPECT_EQ(stats.lists, 2U);
@@ -152,7 +151,7 @@ TEST_F(ReflectorTest, ErrorsBackOffWithJitterAndHonourRetryAfter) {
   transport_.addGet(path, testing::okJson(testing::listBody("5", {})));
   auto reflector = make(podOptions(), pods_);
   run(*reflector);
-  EXPECT_THAT(sleeper_.delays(), ElementsAre(100ms, 200ms, 3000ms, 800ms, 1000ms, 1000ms));
+  EXPECT_THAT(clock_.delays(), ElementsAre(100ms, 200ms, 3000ms, 800ms, 1000ms, 1000ms));
   EXPECT_TRUE(reflector->hasSynced());
   EXPECT_EQ(reflector->stats().failures, 6U);
   EXPECT_EQ(failed_.size(), 6U);
@@ -171,7 +170,7 @@ TEST_F(ReflectorTest, ASuccessResetsTheBackoff) {
   transport_.addWatch(path, broken);
   auto reflector = make(podOptions(), pods_);
   run(*reflector);
-  EXPECT_THAT(sleeper_.delays(), ElementsAre(100ms, 200ms, 100ms));
+  EXPECT_THAT(clock_.delays(), ElementsAre(100ms, 200ms, 100ms));
   // The failed watch resumes from the last version seen, without a relist.
   EXPECT_EQ(transport_.calls().back(), podsWatch("6"));
   EXPECT_EQ(failed_.back(), "watch");
@@ -187,7 +186,7 @@ TEST_F(ReflectorTest, ASilentWatchIsReopenedAtOnce) {
   auto reflector = make(podOptions(), pods_);
   run(*reflector);
   EXPECT_THAT(transport_.calls(), ElementsAre(podsTarget("0"), podsWatch("5"), podsWatch("6")));
-  EXPECT_THAT(sleeper_.delays(), IsEmpty());
+  EXPECT_THAT(clock_.delays(), IsEmpty());
   EXPECT_EQ(reflector->stats().silences, 1U);
   EXPECT_THAT(failed_, IsEmpty());
 }
@@ -201,7 +200,7 @@ TEST_F(ReflectorTest, ATimeoutBeforeTheWatchOpensIsAFailure) {
   transport_.addWatch(path, unanswered);
   auto reflector = make(podOptions(), pods_);
   run(*reflector);
-  EXPECT_THAT(sleeper_.delays(), ElementsAre(100ms));
+  EXPECT_THAT(clock_.delays(), ElementsAre(100ms));
   EXPECT_EQ(reflector->stats().silences, 0U);
 }
 
@@ -217,7 +216,7 @@ TEST_F(ReflectorTest, HttpGoneOnAWatchRelists) {
   run(*reflector);
   EXPECT_THAT(transport_.calls(),
               ElementsAre(podsTarget("0"), podsWatch("5"), podsTarget("5"), podsWatch("9")));
-  EXPECT_THAT(sleeper_.delays(), IsEmpty());
+  EXPECT_THAT(clock_.delays(), IsEmpty());
 }
 
 TEST_F(ReflectorTest, RepeatedGoneBacksOff) {
@@ -233,7 +232,7 @@ TEST_F(ReflectorTest, RepeatedGoneBacksOff) {
   auto reflector = make(podOptions(), pods_);
   run(*reflector);
   // The first 410 relists at once; a second one in a row waits first.
-  EXPECT_THAT(sleeper_.delays(), ElementsAre(100ms));
+  EXPECT_THAT(clock_.delays(), ElementsAre(100ms));
   EXPECT_THAT(transport_.calls(), ElementsAre(podsTarget("0"), podsWatch("5"), podsTarget("5"),
                                               podsWatch("5"), podsTarget("5"), podsWatch("6")));
   EXPECT_EQ(reflector->stats().gone, 2U);
@@ -266,7 +265,7 @@ TEST_F(ReflectorTest, OtherErrorEventsBackOffAndResume) {
   run(*reflector);
   EXPECT_EQ(pods_.size(), 1U);  // nothing after the ERROR event is applied
   EXPECT_EQ(transport_.calls().back(), podsWatch("6"));
-  EXPECT_THAT(sleeper_.delays(), ElementsAre(100ms));
+  EXPECT_THAT(clock_.delays(), ElementsAre(100ms));
 }
 
 TEST_F(ReflectorTest, HostileLinesEndTheWatchButNotTheReflector) {
@@ -296,7 +295,7 @@ TEST_F(ReflectorTest, AWatchClosedAtOnceBacksOff) {
   transport_.addWatch(path, FakeApiTransport::WatchScript{});
   auto reflector = make(podOptions(), pods_);
   run(*reflector);
-  EXPECT_THAT(sleeper_.delays(), ElementsAre(100ms));
+  EXPECT_THAT(clock_.delays(), ElementsAre(100ms));
 }
 
 TEST_F(ReflectorTest, ForbiddenIsReportedAndNotSynced) {
@@ -485,7 +484,7 @@ TEST_F(ReflectorTest, StopEndsAnOpenWatchAtOnce) {
   run(*reflector);
   EXPECT_FALSE(reflector->connected());
   EXPECT_TRUE(reflector->hasSynced());
-  EXPECT_THAT(sleeper_.delays(), IsEmpty());
+  EXPECT_THAT(clock_.delays(), IsEmpty());
 }
 
 }  // namespace

@@ -2,10 +2,7 @@
 
 #include <utility>
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
 #include "kube/decode.h"
@@ -105,8 +102,7 @@ Task<Result<identity::SecretData>> SecretCache::get(identity::SecretRef ref) {
     }
     if (const auto it = flights_.find(key); it != flights_.end()) {
       flight = it->second;
-      waiter = std::make_shared<asio::steady_timer>(executor,
-                                                    options_.timeout + std::chrono::seconds(1));
+      waiter = clock_.makeTimer(executor);
       flight->waiters.push_back(waiter);
     } else {
       flight = std::make_shared<Flight>();
@@ -115,8 +111,8 @@ Task<Result<identity::SecretData>> SecretCache::get(identity::SecretRef ref) {
     }
   }
   if (waiter) {
-    boost::system::error_code ec;
-    co_await waiter->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    const std::chrono::milliseconds wait_for = options_.timeout + std::chrono::seconds(1);
+    co_await waiter->waitFor(wait_for);
     const std::lock_guard lock(mu_);
     if (flight->result) {
       co_return *flight->result;
@@ -136,7 +132,7 @@ Task<Result<identity::SecretData>> SecretCache::get(identity::SecretRef ref) {
     to_wake.swap(flight->waiters);
   }
   for (const auto& timer : to_wake) {
-    asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+    timer->wake();
   }
   co_return result;
 }

@@ -11,8 +11,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <boost/asio/steady_timer.hpp>
-
 #include "common/clock.h"
 #include "common/result.h"
 #include "common/task.h"
@@ -46,7 +44,6 @@ class SecretCache {
   std::uint64_t fetchesForTest() const;
 
  private:
-  using TimerPtr = std::shared_ptr<boost::asio::steady_timer>;
   struct Flight {
     std::optional<Result<identity::SecretData>> result;
     std::vector<TimerPtr> waiters;

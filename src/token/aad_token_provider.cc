@@ -218,8 +218,7 @@ Task<Result<AccessToken>> AadTokenProvider::fetch(const TokenRequest& request,
     http_request.headers.emplace_back("User-Agent", options_.user_agent);
   }
   http_request.body = encodeQuery(std::move(form));
-  Sleeper& sleeper = options_.sleeper != nullptr ? *options_.sleeper : defaultSleeper();
-  const UpstreamCall call{kUpstream, options_.retry, clock_, sleeper, metrics_, nullptr};
+  const UpstreamCall call{kUpstream, options_.retry, clock_, metrics_, nullptr};
   auto response = co_await sendWithRetry(client_, std::move(http_request), call, cancel);
   if (!response) {
     co_return std::move(response).error();

@@ -33,7 +33,6 @@ class AadTokenProvider final : public TokenProvider {
   struct Options {
     std::string user_agent;
     RetryPolicy retry;
-    Sleeper* sleeper = nullptr;  // waits between attempts; null: AsioSleeper
     // Where credentials may go (the handler refuses other hosts first; this is the last guard).
     AuthorityAllowlist allowed_authorities;
   };

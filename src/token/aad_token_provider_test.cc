@@ -12,7 +12,6 @@
 #include "common/base64.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_http_client.h"
-#include "tests/fakes/fake_sleeper.h"
 #include "tests/fakes/run_sync.h"
 #include "tests/fakes/test_values.h"
 
@@ -104,6 +103,7 @@ const char* aadOkBody() {
 class AadTokenProviderTest : public ::testing::Test {
  protected:
   AadTokenProviderTest() {
+    clock_.setAutoAdvance(true);  // backoff waits return at once (clock_.delays())
     credentials_.set({"default", "sp-secret"}, Credential{{{"clientSecret", "s3cr3t+/="}}});
     credentials_.set({"default", "sp-cert"}, Credential{{{"certificate", readTestFile("rsa.pfx")},
                                                          {"password", "test-password"}}});
@@ -112,7 +112,6 @@ class AadTokenProviderTest : public ::testing::Test {
   AadTokenProvider::Options options() {
     AadTokenProvider::Options o;
     o.user_agent = "nmi/test";
-    o.sleeper = &sleeper_;
     o.allowed_authorities = *AuthorityAllowlist::withExtraHosts({"adfs.contoso.com"});
     return o;
   }
@@ -126,7 +125,6 @@ class AadTokenProviderTest : public ::testing::Test {
   testing::FakeHttpClient http_;
   FakeCredentialSource credentials_;
   metrics::NmiMetrics metrics_;
-  testing::FakeSleeper sleeper_{clock_};
   AadTokenProvider provider_{http_, credentials_, clock_, metrics_, options()};
 };
 
@@ -296,7 +294,7 @@ TEST_F(AadTokenProviderTest, RetriesThrottlingAndServerErrors) {
   http_.reply(200, aadOkBody());
   ASSERT_TRUE(fetch(spRequest()).has_value());
   EXPECT_EQ(http_.calls(), 3U);
-  EXPECT_EQ(sleeper_.delays().front(), 1s);
+  EXPECT_EQ(clock_.delays().front(), 1s);
 }
 
 TEST_F(AadTokenProviderTest, UnreadableSecretIsUnavailable) {

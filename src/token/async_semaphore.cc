@@ -2,18 +2,11 @@
 
 #include <algorithm>
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
-#include "common/timer.h"
 
 namespace nmi::token {
 
 namespace asio = boost::asio;
-
-namespace {}  // namespace
 
 Task<Result<AsyncSemaphore::Permit>> AsyncSemaphore::acquire(std::chrono::milliseconds timeout,
                                                              CancellationSignal* cancel) {
@@ -29,14 +22,12 @@ Task<Result<AsyncSemaphore::Permit>> AsyncSemaphore::acquire(std::chrono::millis
       --available_;
       co_return Permit(this);
     }
-    waiter->timer = std::make_shared<asio::steady_timer>(executor, timeout);
+    waiter->timer = clock_.makeTimer(executor);
     waiters_.push_back(waiter);
   }
-  auto timer = waiter->timer;
-  CancelRegistration on_cancel(cancel, [timer] { wakeTimer(timer); });
-  boost::system::error_code ec;
-  co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  on_cancel.reset();
+  const TimerPtr timer = waiter->timer;
+  const MonotonicTime deadline = saturatingAdd(clock_.monotonicNow(), timeout);
+  co_await waitUntil(timer, deadline, cancel);
   bool granted = false;
   {
     const std::lock_guard lock(mu_);
@@ -71,7 +62,7 @@ void AsyncSemaphore::release() {
     waiters_.pop_front();
     next->granted = true;
   }
-  wakeTimer(next->timer);
+  next->timer->wake();
 }
 
 std::size_t AsyncSemaphore::available() const {

@@ -7,9 +7,8 @@
 #include <mutex>
 #include <utility>
 
-#include <boost/asio/steady_timer.hpp>
-
 #include "common/cancellation.h"
+#include "common/clock.h"
 #include "common/result.h"
 #include "common/task.h"
 
@@ -18,11 +17,11 @@ namespace nmi::token {
 // A counting semaphore for coroutines: acquire() suspends (never blocks a thread) until a permit
 // is free. Waiters are served first come, first served; a waiter whose timeout passes or whose
 // CancellationSignal fires leaves the queue. Thread-safe. Waiters must run on a strand (or a
-// single-threaded executor): wake-ups are posted to it. The semaphore must outlive its permits
-// and waiters.
+// single-threaded executor): wake-ups are posted to it. Timeouts run on `clock`. The semaphore
+// must outlive its permits and waiters; the clock must outlive the semaphore.
 class AsyncSemaphore {
  public:
-  explicit AsyncSemaphore(std::size_t permits) : available_(permits) {}
+  AsyncSemaphore(std::size_t permits, const Clock& clock) : clock_(clock), available_(permits) {}
   AsyncSemaphore(const AsyncSemaphore&) = delete;
   AsyncSemaphore& operator=(const AsyncSemaphore&) = delete;
 
@@ -62,12 +61,13 @@ class AsyncSemaphore {
 
  private:
   struct Waiter {
-    std::shared_ptr<boost::asio::steady_timer> timer;
+    TimerPtr timer;
     bool granted = false;
   };
 
   void release();
 
+  const Clock& clock_;
   mutable std::mutex mu_;
   std::size_t available_;
   std::deque<std::shared_ptr<Waiter>> waiters_;

@@ -11,6 +11,7 @@
 #include <boost/asio/strand.hpp>
 #include <gtest/gtest.h>
 
+#include "tests/fakes/fake_clock.h"
 #include "tests/fakes/run_sync.h"
 
 namespace nmi::token {
@@ -46,7 +47,8 @@ class AsyncSemaphoreTest : public ::testing::Test {
   }
 
   asio::io_context io_;
-  AsyncSemaphore semaphore_{2};
+  testing::FakeClock clock_;
+  AsyncSemaphore semaphore_{2, clock_};
   std::vector<int> order_;
   std::vector<std::unique_ptr<AsyncSemaphore::Permit>> held_;
 };
@@ -102,8 +104,13 @@ TEST_F(AsyncSemaphoreTest, WaiterTimesOut) {
   spawnAcquirer(2, 10s, nullptr);
   std::optional<ErrorCode> error;
   spawnAcquirer(3, 5ms, nullptr, &error);
-  io_.restart();
-  io_.run_for(2s);  // returns once the timeout fired and nothing else is pending... or after 2 s
+  poll();
+  clock_.advance(4ms);
+  poll();
+  EXPECT_FALSE(error.has_value());
+  EXPECT_EQ(semaphore_.waiting(), 1U);
+  clock_.advance(1ms);
+  poll();
   EXPECT_EQ(error, ErrorCode::Timeout);
   EXPECT_EQ(semaphore_.waiting(), 0U);
   held_.clear();

@@ -51,7 +51,7 @@ ImdsTokenProvider::ImdsTokenProvider(http::HttpClient& client, const Clock& cloc
       clock_(clock),
       metrics_(metrics),
       options_(std::move(options)),
-      limiter_(static_cast<std::size_t>(std::max(1, options_.max_concurrent))) {}
+      limiter_(static_cast<std::size_t>(std::max(1, options_.max_concurrent)), clock_) {}
 
 Task<Result<AccessToken>> ImdsTokenProvider::fetchToken(const TokenRequest& request,
                                                         CancellationSignal* cancel) {
@@ -76,8 +76,7 @@ Task<Result<AccessToken>> ImdsTokenProvider::fetchToken(const TokenRequest& requ
   if (!options_.user_agent.empty()) {
     http_request.headers.emplace_back("User-Agent", options_.user_agent);
   }
-  Sleeper& sleeper = options_.sleeper != nullptr ? *options_.sleeper : defaultSleeper();
-  const UpstreamCall call{kUpstream, options_.retry, clock_, sleeper, metrics_, &limiter_};
+  const UpstreamCall call{kUpstream, options_.retry, clock_, metrics_, &limiter_};
   auto response = co_await sendWithRetry(client_, std::move(http_request), call, cancel);
   if (!response) {
     if (response.error().code != ErrorCode::Cancelled) {

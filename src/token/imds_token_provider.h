@@ -27,7 +27,6 @@ class ImdsTokenProvider final : public TokenProvider {
     std::string user_agent;
     RetryPolicy retry;
     int max_concurrent = 5;
-    Sleeper* sleeper = nullptr;  // waits between attempts; null: AsioSleeper
   };
 
   ImdsTokenProvider(http::HttpClient& client, const Clock& clock, metrics::NmiMetrics& metrics,

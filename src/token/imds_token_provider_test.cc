@@ -10,13 +10,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <gtest/gtest.h>
 
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_http_client.h"
-#include "tests/fakes/fake_sleeper.h"
 #include "tests/fakes/run_sync.h"
 #include "tests/fakes/test_values.h"
 
@@ -51,11 +49,13 @@ TokenRequest miRequest(Selector selector, std::string value,
 
 class ImdsTokenProviderTest : public ::testing::Test {
  protected:
+  // Backoff waits return at once, moving the clock (clock_.delays() records them).
+  ImdsTokenProviderTest() { clock_.setAutoAdvance(true); }
+
   ImdsTokenProvider::Options options() {
     ImdsTokenProvider::Options o;
     o.endpoint = "169.254.169.254:80";
     o.user_agent = "nmi/test";
-    o.sleeper = &sleeper_;
     return o;
   }
 
@@ -67,7 +67,6 @@ class ImdsTokenProviderTest : public ::testing::Test {
   testing::FakeClock clock_;
   testing::FakeHttpClient http_;
   metrics::NmiMetrics metrics_;
-  testing::FakeSleeper sleeper_{clock_};
   ImdsTokenProvider provider_{http_, clock_, metrics_, options()};
 };
 
@@ -165,7 +164,7 @@ TEST_F(ImdsTokenProviderTest, IdentityNotFoundIsAnUpstreamRefusalWithoutRetry) {
   EXPECT_EQ(token.error().code, ErrorCode::Upstream);
   EXPECT_EQ(token.error().message, "imds answered 400: invalid_request: Identity not found");
   EXPECT_EQ(http_.calls(), 1U);
-  EXPECT_TRUE(sleeper_.delays().empty());
+  EXPECT_TRUE(clock_.delays().empty());
 }
 
 TEST_F(ImdsTokenProviderTest, DoesNotRetryUnauthorizedOrForbidden) {
@@ -188,7 +187,7 @@ TEST_F(ImdsTokenProviderTest, Retries429HonouringRetryAfter) {
   const auto token = fetch(miRequest(Selector::ClientId, "c"));
   ASSERT_TRUE(token.has_value()) << token.error().message;
   EXPECT_EQ(http_.calls(), 2U);
-  EXPECT_EQ(sleeper_.delays(), (std::vector<std::chrono::milliseconds>{3s}));
+  EXPECT_EQ(clock_.delays(), (std::vector<std::chrono::milliseconds>{3s}));
 }
 
 TEST_F(ImdsTokenProviderTest, Retries410And500WithExponentialBackoff) {
@@ -199,7 +198,7 @@ TEST_F(ImdsTokenProviderTest, Retries410And500WithExponentialBackoff) {
   const auto token = fetch(miRequest(Selector::ClientId, "c"));
   ASSERT_TRUE(token.has_value()) << token.error().message;
   EXPECT_EQ(http_.calls(), 4U);
-  const auto delays = sleeper_.delays();
+  const auto delays = clock_.delays();
   ASSERT_EQ(delays.size(), 3U);
   const std::array<std::chrono::milliseconds, 3> base = {500ms, 1000ms, 2000ms};
   for (std::size_t i = 0; i < 3; ++i) {
@@ -243,7 +242,7 @@ TEST_F(ImdsTokenProviderTest, SpentBudgetIsATimeout) {
             std::string::npos);
   // 0.5 + 1 + 2 + 4 + 8 + 8 = 23.5 s (+/- 20 %) fit in 30 s; the waits never exceed the budget.
   std::chrono::milliseconds total{0};
-  for (const auto d : sleeper_.delays()) {
+  for (const auto d : clock_.delays()) {
     total += d;
   }
   EXPECT_LT(total, 30s);
@@ -272,12 +271,12 @@ TEST_F(ImdsTokenProviderTest, ARetryAfterBeyondTheBudgetEndsAtOnce) {
   ASSERT_FALSE(token.has_value());
   EXPECT_EQ(token.error().code, ErrorCode::Timeout);
   EXPECT_EQ(http_.calls(), 1U);
-  EXPECT_TRUE(sleeper_.delays().empty());
+  EXPECT_TRUE(clock_.delays().empty());
 }
 
 TEST_F(ImdsTokenProviderTest, CancellationDuringABackoffWaitEndsTheFetch) {
   CancellationSignal cancel;
-  sleeper_.onSleep([&cancel] { cancel.cancel(); });
+  clock_.onWait([&cancel] { cancel.cancel(); });
   http_.reply(503, "busy");
   http_.reply(200, okBody());
   const auto token = fetch(miRequest(Selector::ClientId, "c"), &cancel);
@@ -287,13 +286,16 @@ TEST_F(ImdsTokenProviderTest, CancellationDuringABackoffWaitEndsTheFetch) {
 }
 
 TEST_F(ImdsTokenProviderTest, CancellationInterruptsARealTimerWait) {
-  ImdsTokenProvider::Options o = options();
-  o.sleeper = nullptr;  // the real steady_timer
-  ImdsTokenProvider provider(http_, clock_, metrics_, o);
+  ImdsTokenProvider provider(http_, systemClock(), metrics_, options());  // a real timer
   http_.reply(503, "busy", {{"Retry-After", "20"}});
   CancellationSignal cancel;
-  asio::steady_timer canceller(io_, 5ms);
-  canceller.async_wait([&cancel](boost::system::error_code) { cancel.cancel(); });
+  asio::co_spawn(
+      asio::make_strand(io_),
+      [&cancel]() -> Task<void> {
+        co_await sleepFor(systemClock(), 5ms, nullptr);
+        cancel.cancel();
+      },
+      asio::detached);
   const auto start = std::chrono::steady_clock::now();
   const auto token =
       testing::runSync(io_, provider.fetchToken(miRequest(Selector::ClientId, "c"), &cancel));
@@ -325,6 +327,7 @@ TEST_F(ImdsTokenProviderTest, CancellationDuringTheRequestIsReported) {
 }
 
 TEST_F(ImdsTokenProviderTest, AtMostFiveRequestsAreInFlight) {
+  clock_.setAutoAdvance(false);  // queued fetches wait for a slot until their budget ends
   http_.hold(true);
   constexpr int kFetches = 8;
   for (int i = 0; i < kFetches; ++i) {

@@ -4,19 +4,11 @@
 #include <cctype>
 #include <string>
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 #include "common/backoff.h"
 #include "token/log.h"
 #include "token/oauth_response.h"
 
 namespace nmi::token {
-
-namespace asio = boost::asio;
 
 namespace {
 
@@ -114,7 +106,7 @@ Task<Result<http::ClientResponse>> sendWithRetry(http::HttpClient& client,
     }
     logger()->debug("upstream={} attempt={} failure=\"{}\" retry_in_ms={}", call.upstream,
                     attempt + 1, last_failure, delay->count());
-    if (!co_await call.sleeper.sleepFor(*delay, cancel)) {
+    if (!co_await sleepFor(call.clock, *delay, cancel)) {
       co_return cancelled(call.upstream);
     }
   }

@@ -6,7 +6,6 @@
 #include "common/cancellation.h"
 #include "common/clock.h"
 #include "common/result.h"
-#include "common/sleeper.h"
 #include "common/task.h"
 #include "http/client.h"
 #include "metrics/nmi_metrics.h"
@@ -19,8 +18,7 @@ namespace nmi::token {
 struct UpstreamCall {
   std::string_view upstream;  // "imds" or "aad": metrics label and message prefix
   const RetryPolicy& policy;
-  const Clock& clock;
-  Sleeper& sleeper;
+  const Clock& clock;  // also waits between attempts
   metrics::NmiMetrics& metrics;
   AsyncSemaphore* limiter = nullptr;  // held during each attempt when set
 };

@@ -1,0 +1,15 @@
+#pragma once
+
+#include "common/clock.h"
+
+namespace nmi::http {
+
+// The clock of the Beast transports (BeastHttpClient and kube's BeastApiTransport). Their
+// deadlines end up in Beast stream timeouts (tcp_stream::expires_at), which run on the real steady
+// clock, so they read time from the seam's real side: a FakeClock could not drive those timers.
+// Their tests run against loopback servers in real time.
+inline const Clock& transportClock() {
+  return systemClock();
+}
+
+}  // namespace nmi::http
