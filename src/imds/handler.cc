@@ -58,7 +58,7 @@ ImdsHandler::ImdsHandler(HandlerOptions options, identity::IdentitySource& sourc
       proxy_(ProxyOptions{options_.metadata_header_required, options_.metadata_endpoint,
                           options_.proxy_timeout, options_.proxy_max_concurrent,
                           options_.proxy_max_per_pod},
-             proxy_client, metrics) {}
+             proxy_client, clock_, metrics) {}
 
 Task<http::Response> ImdsHandler::handle(http::Request& request,
                                          const http::RequestContext& context) {

@@ -90,21 +90,22 @@ http::Request get(const std::string& target, bool metadata_header = true) {
 class HandlerTest : public ::testing::Test {
  protected:
   HandlerTest() {
-    options_.pod_wait = 40ms;
-    options_.wait.interval = 10ms;
+    options_.pod_wait = 2s;
+    options_.wait.interval = 5s;
     options_.wait.retry_attempts_for_created = 2;
     options_.wait.retry_attempts_for_assigned = 1;
   }
 
   http::Response call(http::Request request, const std::string& peer = kPodIp) {
     ImdsHandler handler(options_, source_, tokens_, proxy_client_, clock_, metrics_, audit_);
-    const http::RequestContext context{asio::ip::make_address(peer), 40'000,
-                                       std::chrono::steady_clock::now(), nullptr};
+    const http::RequestContext context{asio::ip::make_address(peer), 40'000, clock_.monotonicNow(),
+                                       nullptr};
     return nmi::testing::runSync(io_, handler.handle(request, context));
   }
 
   // Runs `change` once a request waits for identity data (checked on every turn of the loop), so
-  // that a test proves the wait ends on the change itself.
+  // that a test proves the wait ends on the change itself. The waits' deadlines are on the fake
+  // clock: they pass only when a test advances it (passTheDeadline).
   void whenWaiting(std::function<void()> change) {
     asio::post(io_, [this, change = std::move(change)]() mutable {
       if (source_.changes().waiters() > 0) {
@@ -113,6 +114,11 @@ class HandlerTest : public ::testing::Test {
         whenWaiting(std::move(change));
       }
     });
+  }
+
+  // Lets the waiting request's deadline pass: advances the fake clock by `by` once it waits.
+  void passTheDeadline(std::chrono::milliseconds by) {
+    whenWaiting([this, by] { clock_.advance(by); });
   }
 
   // The standard-mode set-up of one pod and its identity, `state` as MIC left it.
@@ -131,7 +137,7 @@ class HandlerTest : public ::testing::Test {
   HandlerOptions options_;
   asio::io_context io_;
   nmi::testing::FakeClock clock_;
-  nmi::testing::FakeIdentitySource source_;
+  nmi::testing::FakeIdentitySource source_{clock_};
   nmi::testing::FakeTokenCache tokens_{clock_};
   nmi::testing::FakeHttpClient proxy_client_;
   metrics::NmiMetrics metrics_;
@@ -189,19 +195,20 @@ TEST_F(HandlerTest, AnUnknownAddressWaitsForItsPodAndIsServedWhenItAppears) {
     source_.addPod(p);
     source_.addAssigned(assigned(p, id));
   });
-  options_.pod_wait = 60s;  // ends by the change, not the deadline
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 200);
   EXPECT_EQ(metrics_.requests_waiting.Value(), 0);
 }
 
 TEST_F(HandlerTest, NoPodAtTheAddressAfterTheWaitIsPodNotFound) {
   source_.addPod(pod("other", "10.244.0.99", "web"));
+  passTheDeadline(2s);
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 500);
   EXPECT_TRUE(tokens_.calls().empty());
 }
 
 TEST_F(HandlerTest, DataNotSyncedAfterTheWaitIsNotReady) {
   source_.setSynced(false, "pods: not listed yet");
+  passTheDeadline(2s);
   const auto r = call(get(kTokenPath));
   EXPECT_EQ(r.result_int(), 503);
   EXPECT_EQ(r[bhttp::field::retry_after], "1");
@@ -222,20 +229,36 @@ TEST_F(HandlerTest, AnAssignmentMadeDuringTheWaitIsServed) {
   source_.addBinding(binding(id, "web"));
   source_.addAssigned(assigned(p, id, AssignedState::Created));
   whenWaiting([&] { source_.addAssigned(assigned(p, id, AssignedState::Assigned)); });
-  options_.wait.interval = 60s;  // ends by the change, not the budget
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 200);
   ASSERT_EQ(tokens_.calls().size(), 1U);
 }
 
 TEST_F(HandlerTest, AnAssignmentThatNeverCompletesIs404OrRetryAfterWhenAsked) {
   podWithIdentity(AssignedState::Created);
+  // The budget of a Created assignment: (2 + 1 lookups) x 5 s.
+  passTheDeadline(15s);
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 404);
   options_.set_retry_after_header = true;
+  passTheDeadline(15s);
   const auto r = call(get(kTokenPath));
   EXPECT_EQ(r.result_int(), 503);
   EXPECT_EQ(r[bhttp::field::retry_after], "20");
   EXPECT_TRUE(tokens_.calls().empty());
   EXPECT_EQ(metrics_.requests_waiting.Value(), 0);
+}
+
+TEST_F(HandlerTest, AWaitLastsExactlyItsBudget) {
+  podWithIdentity(AssignedState::Created);
+  bool waiting_after_14s = false;
+  whenWaiting([&] {
+    clock_.advance(14s);
+    asio::post(io_, [&] {
+      waiting_after_14s = source_.changes().waiters() > 0;
+      clock_.advance(1s);
+    });
+  });
+  EXPECT_EQ(call(get(kTokenPath)).result_int(), 404);
+  EXPECT_TRUE(waiting_after_14s);
 }
 
 TEST_F(HandlerTest, AnExceptedPodGetsTheNodeIdentityNarrowedByItsOwnSelector) {
@@ -322,6 +345,7 @@ TEST_F(HandlerTest, HostTokenForAPodThatNeverAppearsIs404) {
   auto request = get("/host/token/?resource=https%3A%2F%2Fvault.azure.net");
   request.set("podns", "apps");
   request.set("podname", "ghost");
+  passTheDeadline(2s);
   EXPECT_EQ(call(request, "127.0.0.1").result_int(), 404);
 }
 

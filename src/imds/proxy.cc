@@ -99,9 +99,11 @@ bool forwardsResponseField(std::string_view name, std::string_view upstream_conn
   return head || !boost::beast::iequals(name, "content-length");
 }
 
-ImdsProxy::ImdsProxy(ProxyOptions options, http::HttpClient& client, metrics::NmiMetrics& metrics)
+ImdsProxy::ImdsProxy(ProxyOptions options, http::HttpClient& client, const Clock& clock,
+                     metrics::NmiMetrics& metrics)
     : options_(std::move(options)),
       client_(client),
+      clock_(clock),
       metrics_(metrics),
       slots_(options_.max_concurrent, options_.max_per_pod) {}
 
@@ -134,10 +136,10 @@ Task<http::Response> ImdsProxy::forward(const http::Request& request, const Cano
   out.timeout = options_.timeout;
   out.headers = forwardedRequestFields(request);
   out.body = request.body();
-  const auto started = std::chrono::steady_clock::now();
+  const MonotonicTime started = clock_.monotonicNow();
   auto result = co_await client_.send(std::move(out), context.clientGone());
-  metrics_.observeUpstream(
-      "proxy", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  metrics_.observeUpstream("proxy",
+                           std::chrono::duration<double>(clock_.monotonicNow() - started).count());
   if (!result) {
     metrics_.countUpstream("proxy", -1);
     log()->warn("proxy to imds failed path={} error={}", target.path, result.error().message);

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/clock.h"
 #include "common/concurrency_limiter.h"
 #include "http/client.h"
 #include "http/server.h"
@@ -33,7 +34,8 @@ struct ProxyOptions {
 // raw bytes: IMDS sees exactly what was classified. Thread-safe; runs on connection strands.
 class ImdsProxy {
  public:
-  ImdsProxy(ProxyOptions options, http::HttpClient& client, metrics::NmiMetrics& metrics);
+  ImdsProxy(ProxyOptions options, http::HttpClient& client, const Clock& clock,
+            metrics::NmiMetrics& metrics);
 
   Task<http::Response> forward(const http::Request& request, const CanonicalTarget& target,
                                Route route, const http::RequestContext& context);
@@ -41,6 +43,7 @@ class ImdsProxy {
  private:
   const ProxyOptions options_;
   http::HttpClient& client_;
+  const Clock& clock_;
   metrics::NmiMetrics& metrics_;
   ConcurrencyLimiter slots_;
 };

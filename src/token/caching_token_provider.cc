@@ -7,12 +7,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
-#include "common/timer.h"
 #include "token/log.h"
 
 namespace nmi::token {
@@ -102,8 +99,7 @@ Task<Result<AccessToken>> CachingTokenProvider::get(const TokenRequest& request,
       const bool joining = fit != flights_.end();
       rejection = admit(requester, request, mono, /*charge_rate=*/!joining);
       if (!rejection) {
-        timer =
-            std::make_shared<asio::steady_timer>(executor, asio::steady_timer::time_point::max());
+        timer = clock_.makeTimer(executor);
         if (joining) {
           flight = fit->second;
         } else {
@@ -139,7 +135,7 @@ Task<Result<AccessToken>> CachingTokenProvider::get(const TokenRequest& request,
 Task<Result<AccessToken>> CachingTokenProvider::waitFor(FlightPtr flight, TimerPtr timer,
                                                         TokenRequest key,
                                                         CancellationSignal* cancel) {
-  const CancelRegistration on_cancel(cancel, [timer] { wakeTimer(timer); });
+  const CancelRegistration on_cancel(cancel, [timer] { timer->wake(); });
   for (;;) {
     bool leaving = false;
     bool cancel_upstream = false;
@@ -170,8 +166,8 @@ Task<Result<AccessToken>> CachingTokenProvider::waitFor(FlightPtr flight, TimerP
       }
       co_return cancelledError();
     }
-    boost::system::error_code ec;
-    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    // Until the flight ends or the caller leaves (both wake the timer): no deadline of its own.
+    co_await timer->waitUntil(MonotonicTime::max());
   }
 }
 
@@ -206,7 +202,7 @@ Task<void> CachingTokenProvider::runFlight(TokenRequest key, FlightPtr flight) {
     timers = flight->timers;
   }
   for (const auto& timer : timers) {
-    wakeTimer(timer);
+    timer->wake();
   }
   if (!result && flight->background) {
     logger()->warn("background token refresh failed code={} error=\"{}\"",
@@ -328,16 +324,15 @@ Task<void> CachingTokenProvider::sweepLoop(CachingTokenProvider* self,
         co_return;
       }
     }
-    timer->expires_after(self->options_.sweep_interval);
-    boost::system::error_code ec;
-    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    const std::chrono::nanoseconds interval = self->options_.sweep_interval;
+    co_await timer->waitFor(interval);
     {
       const std::lock_guard lock(control->mu);
       if (control->stopped) {
         co_return;  // `self` may be gone: touch nothing
       }
     }
-    self->sweep(timer->get_executor());
+    self->sweep(control->strand);
   }
 }
 
@@ -348,7 +343,8 @@ void CachingTokenProvider::start(const asio::any_io_executor& executor) {
   }
   const asio::any_io_executor strand = asio::make_strand(executor);
   sweeper_ = std::make_shared<SweeperControl>();
-  sweeper_->timer = std::make_shared<asio::steady_timer>(strand);
+  sweeper_->strand = strand;
+  sweeper_->timer = clock_.makeTimer(strand);
   asio::co_spawn(strand, sweepLoop(this, sweeper_), asio::detached);
 }
 
@@ -365,7 +361,7 @@ void CachingTokenProvider::stop() {
     const std::lock_guard lock(control->mu);
     control->stopped = true;
   }
-  wakeTimer(control->timer);
+  control->timer->wake();
 }
 
 std::size_t CachingTokenProvider::size() const {

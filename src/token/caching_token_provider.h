@@ -12,7 +12,6 @@
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "common/cancellation.h"
 #include "common/clock.h"
@@ -81,8 +80,6 @@ class CachingTokenProvider final : public TokenCache {
   std::optional<AccessToken> peekForTest(const TokenRequest& request) const;
 
  private:
-  using TimerPtr = std::shared_ptr<boost::asio::steady_timer>;
-
   struct Flight {
     bool background = false;
     bool done = false;
@@ -109,7 +106,8 @@ class CachingTokenProvider final : public TokenCache {
   struct SweeperControl {
     std::mutex mu;
     bool stopped = false;
-    TimerPtr timer;
+    boost::asio::any_io_executor strand;  // where the sweeper and its refreshes run
+    TimerPtr timer;                       // of clock_, on `strand`
   };
 
   Task<Result<AccessToken>> waitFor(FlightPtr flight, TimerPtr timer, TokenRequest key,

@@ -159,7 +159,8 @@ class FakeClock final : public Clock {
         state_->pending.push_back(Pending{deadline, ++state_->last_seq, weak_from_this()});
         advance = state_->auto_advance;
       }
-      if (advance) {
+      // (A wait without deadline, MonotonicTime::max(), ends only by wake(): nothing to jump to.)
+      if (advance && deadline != MonotonicTime::max()) {
         state_->advanceTo(deadline - monotonicNow());
       }
       for (;;) {

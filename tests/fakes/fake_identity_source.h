@@ -21,6 +21,9 @@ namespace nmi::testing {
 // cost the real sources most. Thread-safe.
 class FakeIdentitySource final : public identity::IdentitySource {
  public:
+  // Waits on changes() run on `clock`'s timers (a FakeClock's fire on advance()).
+  explicit FakeIdentitySource(const Clock& clock = systemClock()) : changes_(clock) {}
+
   void setSynced(bool synced, std::string reason = {}) {
     mutate([&] {
       synced_ = synced;
