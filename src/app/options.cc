@@ -59,7 +59,7 @@ http::ClientOptions proxyClientOptions(const config::Config& config) {
 http::ClientOptions aadClientOptions(const config::Config& config) {
   http::ClientOptions options;
   options.user_agent = userAgent(config);
-  options.ca_file = config.token.aad_ca_file;
+  options.tls.ca_file = config.token.aad_ca_file;
   options.https_proxy = config.token.https_proxy;
   options.no_proxy = config.token.no_proxy;
   return options;

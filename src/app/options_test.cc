@@ -74,8 +74,8 @@ TEST(OptionsTest, OnlyTheAadClientGoesThroughTheProxy) {
   EXPECT_TRUE(proxyClientOptions(config).https_proxy.empty());
   EXPECT_EQ(proxyClientOptions(config).max_open_per_host, 5);
   EXPECT_EQ(aadClientOptions(config).https_proxy, "http://proxy:3128");
-  EXPECT_EQ(aadClientOptions(config).ca_file, "/etc/ca.pem");
-  EXPECT_TRUE(imdsClientOptions(config).ca_file.empty());
+  EXPECT_EQ(aadClientOptions(config).tls.ca_file, "/etc/ca.pem");
+  EXPECT_TRUE(imdsClientOptions(config).tls.ca_file.empty());
 }
 
 TEST(OptionsTest, InterceptionIsOffWhenDisabledOrForALoopbackMetadataAddress) {

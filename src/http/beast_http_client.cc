@@ -1,12 +1,19 @@
 #include "http/beast_http_client.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <functional>
+#include <limits>
+#include <optional>
 #include <utility>
+#include <vector>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -16,6 +23,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -71,6 +79,20 @@ bool hasPendingInput(int fd) {
   return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
+// TCP keep-alive: probes after 30 s idle, every 10 s, 3 at most (a peer gone without a word is
+// noticed within about a minute, even on a silent stream).
+void enableKeepAlive(tcp::socket& socket) {
+  constexpr int kIdleSeconds = 30;
+  constexpr int kIntervalSeconds = 10;
+  constexpr int kProbes = 3;
+  error_code ec;
+  socket.set_option(asio::socket_base::keep_alive(true), ec);
+  const int fd = socket.native_handle();
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &kIdleSeconds, sizeof(kIdleSeconds));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &kIntervalSeconds, sizeof(kIntervalSeconds));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &kProbes, sizeof(kProbes));
+}
+
 // Releases a per-host reservation when the exchange ends, however it ends.
 class Reservation {
  public:
@@ -85,11 +107,9 @@ class Reservation {
 
 }  // namespace
 
-Result<std::unique_ptr<BeastHttpClient>> BeastHttpClient::create(asio::io_context& io,
+Result<std::unique_ptr<BeastHttpClient>> BeastHttpClient::create(asio::any_io_executor executor,
                                                                  ClientOptions options) {
-  TlsClientOptions tls_options;
-  tls_options.ca_file = options.ca_file;
-  auto tls = makeTlsClientContext(tls_options);
+  auto tls = makeTlsClientContext(options.tls);
   if (!tls) {
     return tls.error();
   }
@@ -101,14 +121,17 @@ Result<std::unique_ptr<BeastHttpClient>> BeastHttpClient::create(asio::io_contex
     }
     proxy = *parsed;
   }
-  return std::unique_ptr<BeastHttpClient>(
-      new BeastHttpClient(io, std::move(options), std::move(*tls), std::move(proxy)));
+  return std::unique_ptr<BeastHttpClient>(new BeastHttpClient(
+      std::move(executor), std::move(options), std::move(*tls), std::move(proxy)));
 }
 
-BeastHttpClient::BeastHttpClient(asio::io_context& io, ClientOptions options,
+BeastHttpClient::BeastHttpClient(asio::any_io_executor executor, ClientOptions options,
                                  std::unique_ptr<asio::ssl::context> tls,
                                  std::optional<ProxyUrl> proxy)
-    : io_(io), options_(std::move(options)), tls_(std::move(tls)), proxy_(std::move(proxy)) {}
+    : executor_(std::move(executor)),
+      options_(std::move(options)),
+      tls_(std::move(tls)),
+      proxy_(std::move(proxy)) {}
 
 BeastHttpClient::~BeastHttpClient() {
   const std::lock_guard lock(mu_);
@@ -180,8 +203,9 @@ namespace {
 // Connects `connection` (plain stream, not yet open) to url, through the proxy when one applies,
 // and performs the TLS handshake for https.
 Task<Result<void>> establish(beast::tcp_stream& plain, const Url& url,
-                             const std::optional<ProxyUrl>& proxy, std::string_view no_proxy,
+                             const std::optional<ProxyUrl>& proxy, const ClientOptions& options,
                              MonotonicTime deadline) {
+  const std::string_view no_proxy = options.no_proxy;
   const bool via_proxy =
       url.scheme == "https" && proxy && !bypassesProxy(url.host, url.port, no_proxy);
   const std::string host = via_proxy ? proxy->host : url.host;
@@ -197,10 +221,16 @@ Task<Result<void>> establish(beast::tcp_stream& plain, const Url& url,
   if (ec) {
     co_return ioError(ec, fmt::format("resolve {}", host));
   }
-  plain.expires_at(deadline);
+  plain.expires_at(options.connect_timeout ? std::min(deadline, transportClock().monotonicNow() +
+                                                                    *options.connect_timeout)
+                                           : deadline);
   co_await plain.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
     co_return ioError(ec, fmt::format("connect {}:{}", host, port));
+  }
+  plain.expires_at(deadline);
+  if (options.tcp_keepalive) {
+    enableKeepAlive(plain.socket());
   }
   if (via_proxy) {
     bhttp::request<bhttp::empty_body> connect{bhttp::verb::connect, url.authority(), 11};
@@ -280,9 +310,12 @@ Task<Result<void>> writeAndRead(Stream& stream, beast::flat_buffer& buffer,
 
 }  // namespace
 
-Task<Result<ClientResponse>> BeastHttpClient::exchange(const ConnectionPtr& connection,
-                                                       const Url& url, const ClientRequest& request,
-                                                       MonotonicTime deadline) {
+namespace {
+
+// The request as it goes on the wire: Host (without the scheme's default port), the User-Agent
+// unless the caller set one, the caller's fields, the body with its length, keep-alive.
+bhttp::request<bhttp::string_body> wireRequest(const Url& url, const ClientRequest& request,
+                                               const std::string& user_agent) {
   bhttp::request<bhttp::string_body> req{request.method, url.target, 11};
   const bool default_port =
       (url.scheme == "https" && url.port == 443) || (url.scheme == "http" && url.port == 80);
@@ -290,7 +323,7 @@ Task<Result<ClientResponse>> BeastHttpClient::exchange(const ConnectionPtr& conn
           default_port ? (url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host)
                        : url.authority());
   if (!findHeader(request.headers, "User-Agent")) {
-    req.set(bhttp::field::user_agent, options_.user_agent);
+    req.set(bhttp::field::user_agent, user_agent);
   }
   for (const auto& [name, value] : request.headers) {
     req.insert(name, value);
@@ -298,10 +331,147 @@ Task<Result<ClientResponse>> BeastHttpClient::exchange(const ConnectionPtr& conn
   req.body() = request.body;
   req.prepare_payload();
   req.keep_alive(true);
+  return req;
+}
+
+constexpr std::size_t kStreamChunk = std::size_t{64} << 10U;
+constexpr int kMaxInterim = 8;
+
+bool fired(const CancellationSignal* cancel) {
+  return cancel != nullptr && cancel->cancelled();
+}
+
+// Writes `req` and reads a streamed answer: the head (interim 1xx answers skipped), then, for a
+// 200, the body to `receiver`, each read bounded by `silence` on `lowest`; for another status at
+// most `max_error_body` bytes of its body.
+template <class Stream>
+Task<Result<ClientResponse>> writeAndStream(
+    Stream& stream, beast::tcp_stream& lowest, beast::flat_buffer& buffer,
+    bhttp::request<bhttp::string_body>& req, std::size_t max_header, std::size_t max_error_body,
+    std::chrono::milliseconds silence, BodyReceiver& receiver, const CancellationSignal* cancel,
+    std::string_view what) {
+  error_code ec;
+  co_await bhttp::async_write(stream, req, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    co_return ioError(ec, what);
+  }
+  std::optional<bhttp::response_parser<bhttp::buffer_body>> parser;
+  for (int interim = 0;; ++interim) {
+    parser.emplace();
+    parser->header_limit(static_cast<std::uint32_t>(max_header));
+    // Unlimited (the body is read in chunks). Not boost::none: Boost 1.74 compares a
+    // Content-Length with an empty optional as "too large".
+    parser->body_limit(std::numeric_limits<std::uint64_t>::max());
+    co_await bhttp::async_read_header(stream, buffer, *parser,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      co_return ioError(ec, what);
+    }
+    const unsigned status = parser->get().result_int();
+    if (status == 101) {
+      co_return makeError(ErrorCode::Unavailable, fmt::format("{}: unasked-for upgrade", what));
+    }
+    if (status >= 200) {
+      break;
+    }
+    if (interim >= kMaxInterim) {
+      co_return makeError(ErrorCode::Unavailable,
+                          fmt::format("{}: too many interim answers", what));
+    }
+  }
+  ClientResponse head;
+  head.status = parser->get().result_int();
+  for (const auto& field : parser->get()) {
+    head.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  std::vector<char> chunk(kStreamChunk);
+  if (head.status != 200) {
+    // What fits of the (error) body, then the connection is given up.
+    while (!parser->is_done() && head.body.size() < max_error_body) {
+      parser->get().body().data = chunk.data();
+      parser->get().body().size = chunk.size();
+      co_await bhttp::async_read_some(stream, buffer, *parser,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+      const std::size_t n = chunk.size() - parser->get().body().size;
+      head.body.append(chunk.data(), std::min(n, max_error_body - head.body.size()));
+      if (ec && ec != bhttp::error::need_buffer) {
+        break;
+      }
+    }
+    co_return head;
+  }
+  receiver.opened();
+  while (!parser->is_done()) {
+    parser->get().body().data = chunk.data();
+    parser->get().body().size = chunk.size();
+    lowest.expires_after(silence);
+    co_await bhttp::async_read_some(stream, buffer, *parser,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == bhttp::error::need_buffer) {
+      ec = {};
+    }
+    const std::size_t n = chunk.size() - parser->get().body().size;
+    if (n > 0 && !fired(cancel)) {
+      auto more = receiver.receive(std::string_view(chunk.data(), n));
+      if (!more) {
+        co_return more.error();
+      }
+      if (!*more) {
+        co_return head;
+      }
+    }
+    if (fired(cancel)) {
+      co_return makeError(ErrorCode::Cancelled, "request cancelled");
+    }
+    if (ec == beast::error::timeout) {
+      co_return makeError(ErrorCode::Timeout,
+                          fmt::format("{}: stream silent for {} ms", what, silence.count()));
+    }
+    if (ec) {
+      co_return ioError(ec, what);
+    }
+  }
+  co_return head;
+}
+
+}  // namespace
+
+Task<Result<void>> BeastHttpClient::open(const ConnectionPtr& connection, const Url& url,
+                                         MonotonicTime deadline) {
+  auto up = co_await establish(*connection->plain, url, proxy_, options_, deadline);
+  if (!up || url.scheme != "https") {
+    co_return up;
+  }
+  connection->tls =
+      std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*connection->plain), *tls_);
+  connection->plain.reset();
+  const std::string& name = options_.tls_server_name.empty() ? url.host : options_.tls_server_name;
+  error_code ec;
+  asio::ip::make_address(name, ec);
+  if (ec) {
+    // SNI for a host name (SSL_set_tlsext_host_name is a macro with an old-style cast).
+    SSL_ctrl(connection->tls->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME,
+             TLSEXT_NAMETYPE_host_name, const_cast<char*>(name.c_str()));
+  }
+  connection->tls->set_verify_callback(asio::ssl::host_name_verification(name));
+  co_await connection->tls->async_handshake(asio::ssl::stream_base::client,
+                                            asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    co_return ioError(ec, fmt::format("TLS handshake with {}", url.authority()));
+  }
+  co_return Result<void>{};
+}
+
+Task<Result<ClientResponse>> BeastHttpClient::exchange(const ConnectionPtr& connection,
+                                                       const Url& url, const ClientRequest& request,
+                                                       MonotonicTime deadline) {
+  bhttp::request<bhttp::string_body> req = wireRequest(url, request, options_.user_agent);
 
   connection->lowest().expires_at(deadline);
   ResponseReader::Limits limits;
   limits.max_body_bytes = request.max_response_bytes;
+  limits.max_header_bytes = options_.max_header_bytes;
+  limits.too_large = request.too_large;
   ResponseReader reader(request.method == bhttp::verb::head, limits);
   const std::string what = fmt::format("{} {}", std::string(req.method_string()), url.authority());
   Result<void> read;
@@ -336,10 +506,12 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
   const MonotonicTime deadline = transportClock().monotonicNow() + request.timeout;
 
   for (int attempt = 0;; ++attempt) {
-    ConnectionPtr connection = takeIdle(key);
+    // The retry after a failed pooled connection goes on a new one: the other pooled connections
+    // are as old, and a server that went away closed them all.
+    ConnectionPtr connection = attempt == 0 ? takeIdle(key) : nullptr;
     const bool reused = connection != nullptr;
     if (!connection) {
-      connection = std::make_shared<Connection>(io_.get_executor());
+      connection = std::make_shared<Connection>(executor_);
     }
     // Cancellation closes the connection's socket on this coroutine's executor, so it never
     // races with the coroutine's own calls on the socket.
@@ -353,24 +525,7 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
     Result<ClientResponse> result = makeError(ErrorCode::Internal, "not sent");
     bool established = reused;
     if (!reused) {
-      auto up = co_await establish(*connection->plain, *url, proxy_, options_.no_proxy, deadline);
-      if (up && url->scheme == "https") {
-        connection->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(
-            std::move(*connection->plain), *tls_);
-        connection->plain.reset();
-        if (!url->host_is_ip) {
-          // SNI (SSL_set_tlsext_host_name is a macro with an old-style cast).
-          SSL_ctrl(connection->tls->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME,
-                   TLSEXT_NAMETYPE_host_name, const_cast<char*>(url->host.c_str()));
-        }
-        connection->tls->set_verify_callback(asio::ssl::host_name_verification(url->host));
-        error_code ec;
-        co_await connection->tls->async_handshake(asio::ssl::stream_base::client,
-                                                  asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) {
-          up = ioError(ec, fmt::format("TLS handshake with {}", url->authority()));
-        }
-      }
+      auto up = co_await open(connection, *url, deadline);
       if (up) {
         established = true;
       } else {
@@ -405,6 +560,63 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
     }
     co_return result;
   }
+}
+
+Task<Result<ClientResponse>> BeastHttpClient::stream(ClientRequest request,
+                                                     std::chrono::milliseconds silence,
+                                                     BodyReceiver& receiver,
+                                                     CancellationSignal* cancel) {
+  auto url = parseUrl(request.url);
+  if (!url) {
+    co_return url.error();
+  }
+  const std::string key = url->scheme + "://" + url->authority();
+  if (!reserve(key)) {
+    co_return makeError(ErrorCode::Unavailable,
+                        fmt::format("too many open connections to {}", url->authority()));
+  }
+  const Reservation reservation([this, key] { unreserve(key); });
+  auto executor = co_await asio::this_coro::executor;
+  const MonotonicTime deadline = transportClock().monotonicNow() + request.timeout;
+  const auto connection = std::make_shared<Connection>(executor_);
+  // Cancellation closes the socket on this coroutine's executor: whatever the stream does then
+  // (waiting for the head, or between two reads) ends at once.
+  auto cancelled = std::make_shared<std::atomic<bool>>(false);
+  CancelRegistration on_cancel(cancel, [executor, connection, cancelled] {
+    asio::post(executor, [connection, cancelled] {
+      cancelled->store(true);
+      connection->close();
+    });
+  });
+  Result<ClientResponse> result = makeError(ErrorCode::Internal, "not sent");
+  if (auto up = co_await open(connection, *url, deadline); !up) {
+    result = up.error();
+  } else {
+    bhttp::request<bhttp::string_body> req = wireRequest(*url, request, options_.user_agent);
+    const std::string what =
+        fmt::format("{} {}", std::string(req.method_string()), url->authority());
+    connection->lowest().expires_at(deadline);
+    // (No co_await inside ?: — g++ 12 miscompiles it.)
+    if (connection->tls) {
+      result = co_await writeAndStream(*connection->tls, connection->lowest(), connection->buffer,
+                                       req, options_.max_header_bytes, request.max_response_bytes,
+                                       silence, receiver, cancel, what);
+    } else {
+      result = co_await writeAndStream(*connection->plain, connection->lowest(), connection->buffer,
+                                       req, options_.max_header_bytes, request.max_response_bytes,
+                                       silence, receiver, cancel, what);
+    }
+  }
+  if (cancel != nullptr) {
+    on_cancel.reset();
+    // A cancellation posted before reset() runs before this continuation.
+    co_await asio::post(executor, asio::use_awaitable);
+  }
+  connection->close();
+  if (cancelled->load() || fired(cancel)) {
+    co_return makeError(ErrorCode::Cancelled, "request cancelled");
+  }
+  co_return result;
 }
 
 }  // namespace nmi::http

@@ -18,6 +18,10 @@ Error malformed(std::string_view what) {
   return makeError(ErrorCode::Unavailable, fmt::format("upstream answer: {}", what));
 }
 
+Error tooLarge(ErrorCode code, std::size_t max) {
+  return makeError(code, fmt::format("upstream answer: body larger than {} bytes", max));
+}
+
 // Beast 1.74 asserts (in builds without NDEBUG) that a last chunk whose size line it has seen is
 // presented again with at least 5 bytes, although it sees that line in 3 ("0" CRLF, then it waits
 // for the trailers' end). Such a start of a last chunk, shorter than 5 bytes, is held until more
@@ -99,7 +103,7 @@ Result<std::size_t> ResponseReader::put(std::string_view bytes) {
     used += n;
     const bool stalled = ec == bhttp::error::need_more || (!ec && n == 0);
     if (ec == bhttp::error::body_limit) {
-      return malformed("body too large");
+      return tooLarge(limits_.too_large, limits_.max_body_bytes);
     }
     if (ec == bhttp::error::header_limit) {
       return malformed("head too large");
@@ -166,7 +170,7 @@ std::optional<Error> ResponseReader::checkFinalHead() const {
   // its announced length must fit.
   const auto length = parser_->content_length();
   if (!parser_->is_done() && length && *length > limits_.max_body_bytes) {
-    return malformed("body too large");
+    return tooLarge(limits_.too_large, limits_.max_body_bytes);
   }
   // Beast frames a response with Content-Length after a Transfer-Encoding that does not end in
   // chunked by the length; RFC 9112 frames it by the end of the connection and calls it an

@@ -31,13 +31,14 @@ class ResponseReader {
     std::size_t max_header_bytes = std::size_t{16} << 10U;  // per response head (1xx included)
     std::size_t max_body_bytes = std::size_t{1} << 20U;
     int max_interim = 8;  // interim responses before the final one, at most
+    ErrorCode too_large = ErrorCode::Unavailable;  // the error of a body over max_body_bytes
   };
 
   ResponseReader(bool head_request, Limits limits);
 
   // Parses from `bytes` and returns how many were used; the caller drops those and calls again
   // with what is left plus new bytes. Uses nothing once done(). Errors: Unavailable (malformed,
-  // too large, too many interim responses, 101).
+  // a head too large, too many interim responses, 101), limits.too_large (a body too large).
   Result<std::size_t> put(std::string_view bytes);
 
   // The connection ended (EOF). Completes a body framed by the end of the connection; any

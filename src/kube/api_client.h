@@ -3,19 +3,18 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/ssl/context.hpp>
 
 #include "common/cancellation.h"
 #include "common/clock.h"
 #include "common/result.h"
 #include "common/task.h"
+#include "http/beast_http_client.h"
 #include "kube/bearer_token.h"
 #include "kube/rest_config.h"
 
@@ -88,12 +87,13 @@ struct TransportOptions {
   std::chrono::seconds idle_ttl{30};
 };
 
-// ApiTransport over HTTP/1.1 and TLS (Boost.Beast, OpenSSL): the server's certificate is always
-// verified against the configured CA (or the system's) and the host name or IP address; client
-// certificates and bearer tokens (re-read when the token file changes; after a 401 the file is
-// re-read at once and the request retried once). TCP keep-alive is on. GETs reuse a few idle
-// connections; each watch has its own. Create it through create(); sockets run on `executor`,
-// which must outlive every call.
+// ApiTransport over nmi's one HTTP client (http::BeastHttpClient): HTTP/1.1 and TLS, the server's
+// certificate always verified against the configured CA (or the system's) and the host name or
+// IP address (or kubeconfig's tls-server-name); client certificates and bearer tokens (re-read
+// when the token file changes; after a 401 the file is re-read at once and the request retried
+// once). TCP keep-alive is on. GETs reuse a few idle connections; each watch is a stream on a
+// connection of its own. Create it through create(); sockets run on `executor`, which must
+// outlive every call.
 class BeastApiTransport final : public ApiTransport {
  public:
   // Errors: InvalidArgument (a CA, certificate or key that does not load; the message names
@@ -118,32 +118,21 @@ class BeastApiTransport final : public ApiTransport {
   std::uint64_t tokenReadsForTest() const { return token_.reads(); }
 
  private:
-  struct Connection;
-  using ConnectionPtr = std::shared_ptr<Connection>;
+  BeastApiTransport(const RestConfig& config, std::unique_ptr<http::BeastHttpClient> client,
+                    BearerToken token, const Clock& clock);
 
-  BeastApiTransport(boost::asio::any_io_executor executor, const RestConfig& config,
-                    TransportOptions options, std::unique_ptr<boost::asio::ssl::context> tls,
-                    BearerToken token);
-
-  Task<Result<ConnectionPtr>> connect(MonotonicTime head_deadline, CancellationSignal* cancel);
+  // A GET of `target` with the Accept and Authorization fields.
+  Result<http::ClientRequest> request(const std::string& target);
   Task<Result<ApiResponse>> getOnce(const std::string& target, std::size_t max_body,
                                     MonotonicTime deadline, CancellationSignal* cancel);
   Task<Result<ApiResponse>> watchOnce(const std::string& target, std::size_t max_line,
                                       WatchTimeouts timeouts, WatchHandler& handler,
-                                      CancellationSignal* cancel, bool& unauthorized);
-  Result<std::string> authorization();
-  ConnectionPtr takeIdle();
-  void putIdle(ConnectionPtr connection);
+                                      CancellationSignal* cancel);
 
-  boost::asio::any_io_executor executor_;
-  const http::Url server_;
-  const std::string verify_name_;  // checked in the server's certificate
-  const TransportOptions options_;
-  std::unique_ptr<boost::asio::ssl::context> tls_;
+  const std::string base_url_;  // https://host:port[/path prefix]
+  std::unique_ptr<http::BeastHttpClient> client_;
   BearerToken token_;
-
-  std::mutex mu_;
-  std::vector<ConnectionPtr> idle_;
+  const Clock& clock_;
 };
 
 }  // namespace nmi::kube

@@ -157,6 +157,28 @@ class FakeHttpClient final : public http::HttpClient {
     co_return next;
   }
 
+  // A stream answers like send(): a scripted 200's body goes to `receiver` in one piece (the
+  // head is returned without it), any other answer is returned whole.
+  Task<Result<http::ClientResponse>> stream(http::ClientRequest request,
+                                            std::chrono::milliseconds /*silence*/,
+                                            http::BodyReceiver& receiver,
+                                            CancellationSignal* cancel) override {
+    Result<http::ClientResponse> answer = co_await send(std::move(request), cancel);
+    if (!answer || answer->status != 200) {
+      co_return answer;
+    }
+    receiver.opened();
+    std::string body = std::move(answer->body);
+    answer->body.clear();
+    if (!body.empty()) {
+      auto more = receiver.receive(body);
+      if (!more) {
+        co_return more.error();
+      }
+    }
+    co_return answer;
+  }
+
  private:
   struct Held {
     std::shared_ptr<boost::asio::steady_timer> timer;
