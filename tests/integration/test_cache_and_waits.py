@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-import harness
+from nmi_pytest import harness
 from conftest import ua_client_id, ua_resource_id
-from harness import assert_json_error, assert_token, assigned, azure_identity, binding, pod
+from nmi_pytest.harness import assert_json_error, assert_token, assigned, azure_identity, binding, pod
 
 FILE_INDEX = 6
 

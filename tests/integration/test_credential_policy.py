@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-import harness
+from nmi_pytest import harness
 from conftest import SP_SECRET, SP_SECRET_ID
-from harness import TENANT, assert_json_error, assert_token, assigned, azure_identity, pod, secret
+from nmi_pytest.harness import TENANT, assert_json_error, assert_token, assigned, azure_identity, pod, secret
 
 FILE_INDEX = 10
 SECRET_REFUSED = "The identity's credential Secret is not in the identity's namespace"

@@ -3,9 +3,9 @@ import time
 
 import pytest
 
-import harness
+from nmi_pytest import harness
 from conftest import ua_client_id, ua_resource_id
-from harness import (TOKEN_FIELDS, assigned, assert_json_error, assert_token,
+from nmi_pytest.harness import (TOKEN_FIELDS, assigned, assert_json_error, assert_token,
                      azure_identity, binding, exception, pod)
 
 FILE_INDEX = 2

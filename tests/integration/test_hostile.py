@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-import harness
+from nmi_pytest import harness
 from conftest import ua_client_id, ua_resource_id
-from harness import (ConnectionClosed, assert_json_error, assigned, azure_identity, pod)
+from nmi_pytest.harness import (ConnectionClosed, assert_json_error, assigned, azure_identity, pod)
 
 FILE_INDEX = 4
 RES = "https://hostile.example/"

@@ -5,9 +5,9 @@ import subprocess
 import threading
 import time
 
-import harness
+from nmi_pytest import harness
 from conftest import ua_client_id, ua_resource_id
-from harness import assert_token, assigned, azure_identity, pod
+from nmi_pytest.harness import assert_token, assigned, azure_identity, pod
 
 FILE_INDEX = 8
 

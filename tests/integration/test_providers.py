@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-import harness
+from nmi_pytest import harness
 from conftest import (ADFS_ID, ADFS_SECRET, NOT_ON_VM_ID, SP_CERT_ID, SP_SECRET, SP_SECRET_ID,
                       ua_client_id, ua_resource_id)
-from harness import (META, TENANT, assert_json_error, assert_token, assigned, azure_identity,
+from nmi_pytest.harness import (META, TENANT, assert_json_error, assert_token, assigned, azure_identity,
                      pod, secret)
 
 FILE_INDEX = 5

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-import harness
+from nmi_pytest import harness
 from conftest import (NOT_ON_VM_ID, SYSTEM_ID, ua_client_id, ua_resource_id)
-from harness import (META, assigned, assert_json_error, assert_token, azure_identity, binding,
+from nmi_pytest.harness import (META, assigned, assert_json_error, assert_token, azure_identity, binding,
                      exception, pod)
 
 FILE_INDEX = 1

@@ -17,8 +17,8 @@ import uuid
 
 import pytest
 
-import harness
-from harness import META, Conn, assigned, azure_identity, build_request, pod
+from nmi_pytest import harness
+from nmi_pytest.harness import META, Conn, assigned, azure_identity, build_request, pod
 
 FILE_INDEX = 9
 
