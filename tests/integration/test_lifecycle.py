@@ -6,6 +6,7 @@ import threading
 import time
 
 from nmi_pytest import harness
+from nmi_pytest.waits import wait_until
 from conftest import ua_client_id, ua_resource_id
 from nmi_pytest.harness import assert_token, assigned, azure_identity, pod
 
@@ -60,9 +61,13 @@ def test_sigterm_lets_a_waiting_request_finish(emulator, ips):
 
         t = threading.Thread(target=ask)
         t.start()
-        time.sleep(0.5)
+        wait_until(lambda: n.metric_value("nmi_requests_waiting") == 1, 5,
+                   message="the request to wait for its identity")
         assert t.is_alive(), "the request did not wait for its identity"
+        offset = n.log_size()
         n.proc.send_signal(15)  # SIGTERM: nmi drains
+        assert n.wait_for_log(r"received signal 15, draining", offset), n.log_since(offset)
+        # A negative check: draining, nmi does not exit for 0.3 s while its request waits.
         time.sleep(0.3)
         assert n.proc.poll() is None, "nmi exited before its request in flight finished"
         n.write_objects([p, i, assigned(p, i, status="Assigned")])
@@ -129,9 +134,11 @@ def test_second_instance_takes_over_the_port(pki):
         threads = [threading.Thread(target=hammer) for _ in range(2)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        wait_until(lambda: served[0] >= 10, 5, message="10 requests served by the old instance")
         old.stop()  # SIGTERM, drained, exit 0: the new instance keeps the port
-        time.sleep(0.5)
+        at_stop = served[0]
+        wait_until(lambda: served[0] >= at_stop + 10 or failures, 5,
+                   message="10 requests served after the switch")
         stop.set()
         for t in threads:
             t.join(10)

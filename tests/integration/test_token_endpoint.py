@@ -7,6 +7,7 @@ import time
 import pytest
 
 from nmi_pytest import harness
+from nmi_pytest.waits import wait_until
 from conftest import (NOT_ON_VM_ID, SYSTEM_ID, ua_client_id, ua_resource_id)
 from nmi_pytest.harness import (META, assigned, assert_json_error, assert_token, azure_identity, binding,
                      exception, pod)
@@ -530,7 +531,8 @@ def test_created_answers_when_assigned(make_nmi, emulator, ips, params):
 
     start = time.monotonic()
     fut = _in_background(call)
-    time.sleep(0.8)
+    wait_until(lambda: n.metric_value("nmi_requests_waiting") == 1, 5,
+               message="the request to wait for its identity")
     assert not fut.done(), "answered while the identity was still Created: %r" % (
         fut.result() if fut.done() else None)
     t_rewrite = n.write_objects(base + [assigned(p, a, status="Assigned")])
@@ -588,7 +590,8 @@ def test_client_going_away_ends_the_wait(make_nmi, emulator, ips):
     offset = n.log_size()
     c = n.conn(source=ip)
     c.send(harness.build_request(harness.token_target(RES), META))
-    time.sleep(0.5)
+    wait_until(lambda: n.metric_value("nmi_requests_waiting") == 1, 5,
+               message="the request to wait for its identity")
     c.close()
     t0 = time.monotonic()
     text = n.wait_for_log(r"client went away", offset, timeout=3)
@@ -603,7 +606,8 @@ def test_pod_appearing_while_waiting(make_nmi, emulator, ips):
     p = pod("plate", "default", ip)
     n = make_nmi(emulator, [a], ["--pod-wait-timeout-ms=3000"])
     fut = _in_background(lambda: n.token(ip, timeout=10))
-    time.sleep(0.5)
+    wait_until(lambda: n.metric_value("nmi_requests_waiting") == 1, 3,
+               message="the request to wait for its pod")
     t = n.write_objects([a, p, assigned(p, a)])
     r = fut.result(timeout=10)
     assert_token(r, RES, ua_client_id("a"))

@@ -203,17 +203,18 @@ class Converge:
             self.threads.append(t)
 
     def _run(self, name, check, timeout):
-        deadline = self.t0 + timeout
-        while time.monotonic() < deadline:
+        def held():
             try:
-                held = check()
-                if held:
-                    at = held if isinstance(held, float) else time.monotonic()
-                    self.done[name] = at - self.t0
-                    return
+                return check()
             except Exception as e:  # noqa: BLE001 - reported if it never converges
                 self.errors[name] = repr(e)
-            time.sleep(0.02)  # the polling interval of each condition's own thread
+                return None
+        try:
+            value = wait_until(held, timeout=self.t0 + timeout - time.monotonic(), message=name)
+        except AssertionError:
+            return  # not in self.done: the caller's assertion names it
+        at = value if isinstance(value, float) else time.monotonic()
+        self.done[name] = at - self.t0
 
     def wait(self):
         for t in self.threads:

@@ -503,6 +503,13 @@ class Nmi:
         os.rename(tmp, self.identity_file)
         return t
 
+    def load_objects(self, objects, timeout=5.0):
+        """write_objects(), then waits until nmi has logged loading the new file."""
+        offset = self.log_size()
+        t = self.write_objects(objects)
+        assert self.wait_for_log(r"identity file loaded", offset, timeout), self.log_since(offset)
+        return t
+
     # -- process ---------------------------------------------------------------------------------
     def argv(self):
         mhost, mport = self.metadata_endpoint.rsplit(":", 1)
