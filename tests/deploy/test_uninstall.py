@@ -48,28 +48,16 @@ def ns_run(name, *argv, check=True):
     return p
 
 
-class Namespace:
-    """What harness.Nmi needs of a network namespace."""
-
-    def __init__(self, name):
-        self.name = name
-        self.path = "/run/netns/" + name
-
-    def prefix(self):
-        return ["ip", "netns", "exec", self.name]
-
-
 @pytest.fixture(scope="module")
 def netns():
-    name = "nmi-cb-%d-node" % os.getpid()
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    """The node's namespace (overrides the plugin's unnamed one: nmi's rules live here)."""
+    ns = harness.NamedNetns("nmi-cb-%d-node" % os.getpid(), create=True)
     try:
-        ns_run(name, "ip", "link", "set", "lo", "up")
         # nmi DNATs to 127.0.0.1 (its default listen address), which needs route_localnet.
-        ns_run(name, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1")
-        yield Namespace(name)
+        ns_run(ns.name, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1")
+        yield ns
     finally:
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        ns.close()
 
 
 def api_server():

@@ -9,7 +9,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 
 from nmi_pytest import harness  # noqa: E402
-from nmi_pytest.harness import client_id_for  # noqa: E402
+from nmi_pytest.harness import azure_identity, client_id_for  # noqa: E402
 
 pytest_plugins = ["nmi_pytest.plugin"]
 
@@ -24,6 +24,12 @@ def ua_client_id(name):
 
 def ua_resource_id(name):
     return SUB + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-" + name
+
+
+def ident(short, ns="default", namespaced=False, client_id=None, name=None):
+    """The AzureIdentity id-<short> of the VM's user-assigned identity <short>."""
+    return azure_identity(name or "id-" + short, ns, client_id or ua_client_id(short),
+                          resource_id=ua_resource_id(short), namespaced=namespaced)
 
 
 SP_SECRET_ID = client_id_for("sp-secret")

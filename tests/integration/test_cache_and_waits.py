@@ -10,8 +10,8 @@ import pytest
 
 from nmi_pytest import harness
 from nmi_pytest.waits import wait_until
-from conftest import ua_client_id, ua_resource_id
-from nmi_pytest.harness import assert_json_error, assert_token, assigned, azure_identity, binding, pod
+from conftest import ident, ua_client_id, ua_resource_id
+from nmi_pytest.harness import assert_json_error, assert_token, assigned, binding, pod
 
 FILE_INDEX = 6
 
@@ -19,10 +19,6 @@ FILE_INDEX = 6
 def unique_resource(tag):
     return "https://%s.example/%s" % (tag, uuid.uuid4().hex[:8])
 
-
-def ident(short, ns="default"):
-    return azure_identity("id-" + short, ns, ua_client_id(short),
-                          resource_id=ua_resource_id(short))
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,11 @@ import time
 
 from nmi_pytest import harness
 from nmi_pytest.waits import wait_until
-from conftest import ua_client_id, ua_resource_id
-from nmi_pytest.harness import assert_token, assigned, azure_identity, pod
+from conftest import ident, ua_client_id, ua_resource_id
+from nmi_pytest.harness import assert_token, assigned, pod
 
 FILE_INDEX = 8
 
-
-def ident(short):
-    return azure_identity("id-" + short, "default", ua_client_id(short),
-                          resource_id=ua_resource_id(short))
 
 
 # Both nmis of a hand-over run in the same DaemonSet on the same node (the port lock).
@@ -78,27 +74,12 @@ def test_sigterm_lets_a_waiting_request_finish(emulator, ips):
         assert "draining" in n.log()
 
 
-class NamedNetns:
-    """A named network namespace (ip netns) of this test, with lo up and the kernel's default
-    net.ipv4.tcp_migrate_req=0, as on most nodes: what is queued on a listener when it closes is
-    reset, so a hand-over without a failed request depends on the successor taking every new
-    connection before the previous nmi closes its listener (Server::preferThisListener)."""
-
-    def __init__(self):
-        self.name = "nmi-it-lc-%d" % os.getpid()
-        subprocess.run(["ip", "netns", "add", self.name], check=True)
-        self.path = "/run/netns/" + self.name
-        subprocess.run(self.prefix() + ["ip", "link", "set", "lo", "up"], check=True)
-
-    def prefix(self):
-        return ["ip", "netns", "exec", self.name]
-
-    def close(self):
-        subprocess.run(["ip", "netns", "del", self.name], check=False)
-
-
 def test_second_instance_takes_over_the_port(pki):
-    ns = NamedNetns()
+    # A namespace of this test, with the kernel's default net.ipv4.tcp_migrate_req=0, as on most
+    # nodes: what is queued on a listener when it closes is reset, so a hand-over without a failed
+    # request depends on the successor taking every new connection before the previous nmi closes
+    # its listener (Server::preferThisListener).
+    ns = harness.NamedNetns("nmi-it-lc-%d" % os.getpid(), create=True)
     emu = None
     old = new = None
     try:

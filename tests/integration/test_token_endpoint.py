@@ -8,7 +8,7 @@ import pytest
 
 from nmi_pytest import harness
 from nmi_pytest.waits import wait_until
-from conftest import (NOT_ON_VM_ID, SYSTEM_ID, ua_client_id, ua_resource_id)
+from conftest import NOT_ON_VM_ID, SYSTEM_ID, ident, ua_client_id, ua_resource_id
 from nmi_pytest.harness import (META, assigned, assert_json_error, assert_token, azure_identity, binding,
                      exception, pod)
 
@@ -38,10 +38,6 @@ def mixed_case(text):
             out.append(ch)
     return "".join(out)
 
-
-def ident(short, ns="default", namespaced=False, client_id=None, name=None):
-    return azure_identity(name or "id-" + short, ns, client_id or ua_client_id(short),
-                          resource_id=ua_resource_id(short), namespaced=namespaced)
 
 
 class World:

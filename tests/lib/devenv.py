@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +34,9 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+from azure_emulator import _UnixHTTPConnection  # noqa: E402
 from nmi_pytest import objects  # noqa: E402
+from nmi_pytest.harness import in_netns  # noqa: E402
 from nmi_pytest.waits import wait_until  # noqa: E402
 KUBE_TESTENV = os.path.join(REPO, "scripts", "kube-testenv")
 
@@ -185,18 +186,6 @@ def claims_of(token):
     payload = token.split(".")[1]
     payload += "=" * (-len(payload) % 4)
     return json.loads(base64.urlsafe_b64decode(payload))
-
-
-class _UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout=10):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self._path)
-        self.sock = s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,41 +471,29 @@ class Devenv:
         """One HTTPS request to the API server as its admin (client certificate), sent from a
         thread that joined the node's network namespace (no kubectl process: ~5 ms a call)."""
         import ssl
-        import threading
         pki = os.path.join(self.state["kube_dir"], "pki")
         self._check_ns(self.node_ns)
-        out = {}
 
-        def run():
+        def call():
+            ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
+            ctx.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
+            conn = http.client.HTTPSConnection(self.state.get("api_ip", NODE_IP), API_PORT,
+                                               context=ctx, timeout=30)
+            data = None if body is None else json.dumps(body)
+            headers = {"Accept": "application/json"}
+            if data is not None:
+                headers["Content-Type"] = content_type
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
             try:
-                fd = os.open("/run/netns/" + self.node_ns, os.O_RDONLY)
-                try:
-                    _setns_net(fd)
-                finally:
-                    os.close(fd)
-                ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
-                ctx.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
-                conn = http.client.HTTPSConnection(self.state.get("api_ip", NODE_IP), API_PORT,
-                                                   context=ctx, timeout=30)
-                data = None if body is None else json.dumps(body)
-                headers = {"Accept": "application/json"}
-                if data is not None:
-                    headers["Content-Type"] = content_type
-                conn.request(method, path, body=data, headers=headers)
-                resp = conn.getresponse()
-                out["status"], out["body"] = resp.status, resp.read()
+                return resp.status, resp.read()
+            finally:
                 conn.close()
-            except BaseException as e:  # noqa: BLE001 - re-raised below
-                out["error"] = e
 
-        t = threading.Thread(target=run)
-        t.start()
-        t.join()
-        if "error" in out:
-            raise out["error"]
-        if ok and out["status"] not in ok:
-            raise DevenvError("%s %s: %d %s" % (method, path, out["status"], out["body"][:500]))
-        return json.loads(out["body"]) if out["body"] else None
+        status, raw = in_netns("/run/netns/" + self.node_ns, call)
+        if ok and status not in ok:
+            raise DevenvError("%s %s: %d %s" % (method, path, status, raw[:500]))
+        return json.loads(raw) if raw else None
 
     def create(self, objects):
         """POSTs each object to its collection (Pods, Secrets and aadpodidentity objects)."""
@@ -612,7 +589,7 @@ class Devenv:
         return out
 
     def emulator_control(self, method, path, body=None):
-        conn = _UnixHTTP(self.state["emulator"]["control_socket"])
+        conn = _UnixHTTPConnection(self.state["emulator"]["control_socket"], 10)
         try:
             data = None if body is None else json.dumps(body)
             conn.request(method, path, body=data,

@@ -51,17 +51,6 @@ def _run(argv, check=True, timeout=30, env=None, input=None):
     return r
 
 
-class NsRef:
-    """What harness.Nmi needs of a namespace: a path for setns and a command prefix."""
-
-    def __init__(self, name):
-        self.name = name
-        self.path = "/run/netns/" + name
-
-    def prefix(self):
-        return ["ip", "netns", "exec", self.name]
-
-
 class Lab:
     def __init__(self, backend, tag):
         assert backend in ("nft", "legacy"), backend
@@ -126,7 +115,7 @@ class Lab:
         subprocess.run(["rm", "-rf", self.dir])
 
     def ns(self, role):
-        return NsRef(self.names[role])
+        return harness.NamedNetns(self.names[role])
 
     def path(self, role):
         return "/run/netns/" + self.names[role]
@@ -225,15 +214,7 @@ class NodeNmi(harness.Nmi):
     def spawn(self):
         """Starts the process and returns at once."""
         assert self.netns is not None and self.netns.name in self.lab.created  # never the root ns
-        env = dict(os.environ)
-        for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
-                  "no_proxy", "FORCENAMESPACED", "NODE_NAME"):
-            env.pop(k, None)
-        env.update(self.env or {})
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.netns.prefix() + self.argv(), stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        return self
+        return super().spawn()
 
     def start(self, ready_timeout=15.0):
         self.spawn()

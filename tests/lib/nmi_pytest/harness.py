@@ -125,7 +125,7 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _in_netns(netns_path, fn):
+def in_netns(netns_path, fn):
     """Run fn() on a fresh thread that has joined the network namespace at netns_path (sockets
     created there stay in that namespace); returns its result or raises its exception."""
     out = {}
@@ -148,6 +148,30 @@ def _in_netns(netns_path, fn):
     if "error" in out:
         raise out["error"]
     return out["value"]
+
+
+class NamedNetns:
+    """A named network namespace (ip netns): what Nmi needs of a namespace (a path for setns
+    and a command prefix). With create=True it is added here, with lo up, and close() deletes
+    it; otherwise it is someone else's and close() leaves it."""
+
+    def __init__(self, name, create=False):
+        self.name = name
+        self.path = "/run/netns/" + name
+        self.created = False
+        if create:
+            subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+            self.created = True
+            subprocess.run(self.prefix() + ["ip", "link", "set", "lo", "up"], check=True)
+
+    def prefix(self):
+        return ["ip", "netns", "exec", self.name]
+
+    def close(self):
+        if self.created:
+            subprocess.run(["ip", "netns", "delete", self.name], check=False,
+                           capture_output=True)
+            self.created = False
 
 
 class NetNs:
@@ -231,7 +255,7 @@ def connect(port, source=None, host="127.0.0.1", timeout=10.0, netns=None):
         s.connect((host, port))
         return s
 
-    return _in_netns(netns, make) if netns else make()
+    return in_netns(netns, make) if netns else make()
 
 
 def _read_response(sock, buf, head_only=False):
@@ -533,22 +557,28 @@ class Nmi:
             args += ["--nmi-listen-address", self.listen_address]
         return args + self.extra_args
 
+    def spawn(self):
+        """Starts the process on the ports already chosen and returns at once (no proxy
+        variables, FORCENAMESPACED or NODE_NAME from this environment)."""
+        argv = self.argv()
+        if self.netns is not None:
+            argv = self.netns.prefix() + argv
+        env = dict(os.environ)
+        for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
+                  "no_proxy", "FORCENAMESPACED", "NODE_NAME"):
+            env.pop(k, None)
+        env.update(self.env or {})
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=env)
+        return self
+
     def start(self, ready_timeout=10.0):
         for attempt in range(3):
             self.port = free_port(self.file_index)
             self.probe_port = free_port(self.file_index)
             self.metrics_port = free_port(self.file_index)
-            argv = self.argv()
-            if self.netns is not None:
-                argv = self.netns.prefix() + argv
-            env = dict(os.environ)
-            for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
-                      "no_proxy", "FORCENAMESPACED", "NODE_NAME"):
-                env.pop(k, None)
-            env.update(self.env or {})
-            self._log = open(self.log_path, "ab")
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                         stderr=subprocess.STDOUT, env=env)
+            self.spawn()
             try:
                 self._wait_ready(ready_timeout)
                 return self

@@ -282,7 +282,7 @@ class Relay:
             s.listen(64)
             return s
 
-        self.sock = harness._in_netns(netns.path, listen) if netns is not None else listen()
+        self.sock = harness.in_netns(netns.path, listen) if netns is not None else listen()
         self.port = self.sock.getsockname()[1]
         self.lock = threading.Lock()
         self.pairs = set()
