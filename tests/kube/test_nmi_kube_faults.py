@@ -352,7 +352,7 @@ def test_standard_mode_namespaced_rules(api, emulator):
         binding = objects.binding("bind-" + pod, identity["metadata"]["namespace"],
                                   identity["metadata"]["name"], sel)
         api.crd(identity["metadata"]["namespace"], binding)
-        api.create_aai(pod, node, identity, binding, "Assigned")
+        api.create_aai(ns, pod, node, identity, binding, "Assigned")
 
     n = start_nmi(emulator, node, ["--kubeconfig", api.kubeconfig])
     try:
@@ -392,7 +392,7 @@ def test_blackhole_keeps_serving_and_converges(api, emulator, netns, workdir):
         binding = objects.binding("bind-" + tag, ns, "id-" + identity, "sel-" + tag)
         api.crd(ns, ident)
         api.crd(ns, binding)
-        pods[tag] = (pod, ip, api.create_aai(pod, node, ident, binding, "Assigned"))
+        pods[tag] = (pod, ip, api.create_aai(ns, pod, node, ident, binding, "Assigned"))
     ip_exc = ips.next()
     api.create_pod(ns, "pod-exc", node, ip_exc, {"app": "bypass"})
 
@@ -417,12 +417,12 @@ def test_blackhole_keeps_serving_and_converges(api, emulator, netns, workdir):
             api.crd(ns, ident_e)
             bind_new = objects.binding("bind-new", ns, "id-d", "sel-new")
             api.crd(ns, bind_new)
-            api.create_aai("pod-new", node, ident_d, bind_new, "Assigned")
+            api.create_aai(ns, "pod-new", node, ident_d, bind_new, "Assigned")
             api.delete_pod(ns, pods["gone"][0])
             api.crd_patch(ns, "azureidentitybindings", "bind-switch",
                           {"spec": {"azureIdentity": "id-e"}})
             api.crd_delete(ns, "azureassignedidentities", pods["switch"][2])
-            api.create_aai(pods["switch"][0], node, ident_e,
+            api.create_aai(ns, pods["switch"][0], node, ident_e,
                            objects.binding("bind-switch", ns, "id-e", "sel-switch"), "Assigned")
             api.crd(ns, objects.exception("exc", ns, {"app": "bypass"}))
 
@@ -653,7 +653,7 @@ def test_service_account_token_rotation(api, emulator, workdir):
     api.crd(ns, ident)
     api.crd(ns, binding)
     api.create_pod(ns, "pod-mi", node, ip_mi, {"aadpodidbinding": "sel-a"})
-    api.create_aai("pod-mi", node, ident, binding, "Assigned")
+    api.create_aai(ns, "pod-mi", node, ident, binding, "Assigned")
     api.create_secret(ns, objects.secret("sp-secret", ns, data={"clientSecret": SP_SECRET}))
     sp = objects.azure_identity("id-sp", ns, SP_ID, type=1, tenant_id=harness.TENANT,
                                 ad_endpoint=emulator.aad_url + "/", secret_ref=(ns, "sp-secret"))
@@ -661,7 +661,7 @@ def test_service_account_token_rotation(api, emulator, workdir):
     api.crd(ns, sp)
     api.crd(ns, sp_binding)
     api.create_pod(ns, "pod-sp", node, ip_sp, {"aadpodidbinding": "sel-sp"})
-    api.create_aai("pod-sp", node, sp, sp_binding, "Assigned")
+    api.create_aai(ns, "pod-sp", node, sp, sp_binding, "Assigned")
 
     relay = Relay(api.port, port=harness.free_port(FILE_INDEX))
     env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(relay.port),
@@ -685,7 +685,7 @@ def test_service_account_token_rotation(api, emulator, workdir):
 
         ip_new = ips.next()
         api.create_pod(ns, "pod-new", node, ip_new, {"aadpodidbinding": "sel-a"})
-        api.create_aai("pod-new", node, ident, binding, "Assigned")
+        api.create_aai(ns, "pod-new", node, ident, binding, "Assigned")
         wait_until(lambda: gets(n, ip_new, ua_client_id("a")), timeout=20,
                    message="the pod created after the rotation")
         assert relay.accepted >= accepted + 5, (accepted, relay.accepted)

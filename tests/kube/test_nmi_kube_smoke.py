@@ -88,7 +88,7 @@ def test_assigned_to_200_latency_and_ip_reuse(api, ns, emulator):
         api.create_pod(ns, pod, node, ip, {"aadpodidbinding": "sel-" + tag})
         identity = objects.azure_identity("id-" + tag, ns, ua_client_id(tag))
         binding = objects.binding("bind-" + tag, ns, "id-" + tag, "sel-" + tag)
-        aai = api.create_assignment(pod, node, identity, binding, "Created")
+        aai = api.create_assignment(ns, pod, node, identity, binding, "Created")
         pods[tag] = (pod, ip, aai)
 
     n = start_nmi(emulator, node, ["--kubeconfig", api.kubeconfig])
@@ -131,7 +131,8 @@ def test_assigned_to_200_latency_and_ip_reuse(api, ns, emulator):
 
         # Pod D takes A's address with another identity: D's identity, never A's.
         api.create_pod(ns, "pod-d", node, ip_a, {"aadpodidbinding": "sel-d"})
-        api.create_assignment("pod-d", node, objects.azure_identity("id-d", ns, ua_client_id("d")),
+        api.create_assignment(ns, "pod-d", node,
+                              objects.azure_identity("id-d", ns, ua_client_id("d")),
                               objects.binding("bind-d", ns, "id-d", "sel-d"), "Assigned")
         # Until nmi has seen D's assignment its address gets a clear error (no identity yet),
         # never A's token; once it has, D's.
@@ -169,9 +170,9 @@ def test_deleting_pod_grace_window_and_claimed_address(api, ns, emulator):
     binding_a = objects.binding("bind-a", ns, "id-a", "sel-a")
     ip_short, ip_long = ips.next(), ips.next()
     api.create_pod(ns, "pod-short", node, ip_short, {"aadpodidbinding": "sel-a"})
-    api.create_assignment("pod-short", node, identity_a, binding_a, "Assigned")
+    api.create_assignment(ns, "pod-short", node, identity_a, binding_a, "Assigned")
     api.create_pod(ns, "pod-long", node, ip_long, {"aadpodidbinding": "sel-a"})
-    api.create_aai("pod-long", node, identity_a, binding_a, "Assigned")
+    api.create_aai(ns, "pod-long", node, identity_a, binding_a, "Assigned")
     sentinels = [0]
 
     def seen_by_nmi(pods_before):
@@ -229,7 +230,8 @@ def test_deleting_pod_grace_window_and_claimed_address(api, ns, emulator):
         assert client_id_of(n.token(ip_long, resource=RESOURCE)) == ua_client_id("a")
         # ... until another pod's status shows the address (a new pod the CNI gave it to).
         api.create_pod(ns, "pod-b", node, ip_long, {"aadpodidbinding": "sel-b"})
-        api.create_assignment("pod-b", node, objects.azure_identity("id-b", ns, ua_client_id("b")),
+        api.create_assignment(ns, "pod-b", node,
+                              objects.azure_identity("id-b", ns, ua_client_id("b")),
                               objects.binding("bind-b", ns, "id-b", "sel-b"), "Assigned")
         wait_until(lambda: n.metric_value("nmi_pod_cache_pods") == pods + 1, message="pod-b")
         pods += 1
@@ -267,11 +269,12 @@ def test_rbac_of_the_original_is_enough_in_cluster(api, ns, emulator):
     # A user-assigned identity, and a service principal with its secret.
     ip_mi, ip_sp = ips.next(), ips.next()
     api.create_pod(ns, "pod-mi", node, ip_mi, {"aadpodidbinding": "sel-mi"})
-    api.create_assignment("pod-mi", node, objects.azure_identity("id-mi", ns, ua_client_id("rbac")),
+    api.create_assignment(ns, "pod-mi", node,
+                          objects.azure_identity("id-mi", ns, ua_client_id("rbac")),
                           objects.binding("bind-mi", ns, "id-mi", "sel-mi"), "Assigned")
     api.create_secret(ns, objects.secret("sp-secret", ns, data={"clientSecret": SP_SECRET}))
     api.create_pod(ns, "pod-sp", node, ip_sp, {"aadpodidbinding": "sel-sp"})
-    api.create_assignment("pod-sp", node,
+    api.create_assignment(ns, "pod-sp", node,
                           objects.azure_identity("id-sp", ns, SP_ID, type=1,
                                                  tenant_id=harness.TENANT,
                                                  ad_endpoint=emulator.aad_url + "/",

@@ -184,19 +184,19 @@ class KubeApi:
         self.request("PATCH", "%s/%s/%s/%s" % (CRD_BASE, ns, plural, name), patch,
                      content_type="application/merge-patch+json")
 
-    def create_aai(self, pod, node, identity, binding, status):
-        """The AzureAssignedIdentity MIC would write for `pod` (in the identity's namespace)."""
-        obj = objects.assigned({"name": pod, "namespace": identity["metadata"]["namespace"]},
-                               identity, status, binding_obj=binding, node=node, replicas=1)
-        self.crd(identity["metadata"]["namespace"], obj)
+    def create_aai(self, ns, pod, node, identity, binding, status):
+        """The AzureAssignedIdentity MIC would write for pod ns/`pod` (in `ns`)."""
+        obj = objects.assigned({"name": pod, "namespace": ns}, identity, status,
+                               binding_obj=binding, node=node, replicas=1, namespace=ns)
+        self.crd(ns, obj)
         return obj["metadata"]["name"]
 
-    def create_assignment(self, pod, node, identity, binding, status):
-        """An identity, its binding and the AzureAssignedIdentity MIC would write for `pod`."""
-        ns = identity["metadata"]["namespace"]
+    def create_assignment(self, ns, pod, node, identity, binding, status):
+        """An identity and its binding in `ns`, and the AzureAssignedIdentity MIC would write
+        for pod ns/`pod`."""
         self.crd(ns, identity)
         self.crd(ns, binding)
-        return self.create_aai(pod, node, identity, binding, status)
+        return self.create_aai(ns, pod, node, identity, binding, status)
 
     def set_aai_status(self, ns, name, status):
         """As MIC does: a JSON patch of /status/status on the main resource."""

@@ -68,9 +68,9 @@ def binding(name, ns, identity_name, selector=None):
 
 
 def assigned(pod_obj, identity_obj, status="Assigned", name=None, binding_obj=None, node=NODE,
-             replicas=None):
+             replicas=None, namespace=None):
     """An AzureAssignedIdentity of identity_obj to pod_obj (a pod, or just its
-    {"name", "namespace"}), in the identity's namespace, as MIC creates them, with
+    {"name", "namespace"}), in `namespace` (default: the identity's, as MIC creates them), with
     status.status = status (None: no status). With `replicas`, spec.replicas and
     status.availableReplicas as MIC writes them to the API server."""
     pm = pod_obj.get("metadata", pod_obj)
@@ -83,7 +83,7 @@ def assigned(pod_obj, identity_obj, status="Assigned", name=None, binding_obj=No
         spec["replicas"] = replicas
     obj = {"apiVersion": API, "kind": "AzureAssignedIdentity",
            "metadata": {"name": name or "%s-%s-%s" % (pm["name"], pm["namespace"], im["name"]),
-                        "namespace": im["namespace"], "labels": {"nodename": node}},
+                        "namespace": namespace or im["namespace"], "labels": {"nodename": node}},
            "spec": spec}
     if status is not None:
         obj["status"] = {"status": status}
