@@ -223,10 +223,10 @@ def main():
     p.add_argument("--samples", type=int, default=250, help="token requests per pass")
     args = p.parse_args()
 
-    sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+    sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
     os.environ.setdefault("NMI_BINARY", os.path.join(args.build, "bin", "nmi"))
     os.environ.setdefault("NMI_EMULATOR", os.path.join(args.build, "bin", "azure-emulator"))
-    import harness  # noqa: E402 - after NMI_BINARY is set
+    from nmi_pytest import harness  # noqa: E402 - after NMI_BINARY is set
 
     work = tempfile.mkdtemp(prefix="nmi-kube-scale-")
     own_env = args.testenv_dir is None

@@ -13,9 +13,7 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 
 import pytest
@@ -26,55 +24,18 @@ CHART = os.path.join(REPO, "charts", "nmi")
 CRD_SOURCE = os.path.join(REPO, "deploy", "crds", "aadpodidentity.k8s.io.yaml")
 CRD_COPY = os.path.join(CHART, "crds", "aadpodidentity.k8s.io.yaml")
 TESTDATA = os.path.join(REPO, "tests", "kube", "testdata", "aad-pod-identity-v1.8.17")
-TESTENV = os.environ.get("NMI_KUBE_TESTENV", os.path.join(REPO, "scripts", "kube-testenv"))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
-import harness  # noqa: E402
+from nmi_pytest import harness, kube
+from nmi_pytest.kube import helm, kjson, kubectl, run
+from nmi_pytest.objects import api_pod, assigned, binding, pod_status
 
 FILE_INDEX = 21  # pod addresses 127.0.21.x and 127.0.22.x, ports 28400-29199
+NAMESPACE_PREFIX = "deploy"
 CRD_PLURALS = ["azureassignedidentities", "azureidentities", "azureidentitybindings",
                "azurepodidentityexceptions"]
 AAD_GROUP = "aadpodidentity.k8s.io"
 READ = ["get", "list", "watch"]
 WRITE = ["create", "update", "patch", "delete", "deletecollection"]
-
-
-def load_testenv_env():
-    out = subprocess.run([TESTENV, "env"], check=True, capture_output=True, text=True).stdout
-    env = dict(os.environ)
-    for line in out.splitlines():
-        m = re.fullmatch(r"export (\w+)=(.*)", line)
-        assert m, line
-        env[m.group(1)] = m.group(2).replace("$PATH", os.environ.get("PATH", "")).strip("'\"")
-    # helm keeps its cache and configuration out of the home directory.
-    state = os.path.join(os.path.dirname(env["KUBECONFIG"]), "helm")
-    for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
-        env[name] = os.path.join(state, name.split("_")[1].lower())
-    return env
-
-
-ENV = load_testenv_env()
-
-
-def run(*argv, stdin=None, check=True, env=None):
-    p = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, env=env or ENV,
-                       cwd=REPO, timeout=120)
-    if check and p.returncode != 0:
-        raise AssertionError("%s failed (%d):\n%s%s" % (" ".join(argv), p.returncode, p.stdout,
-                                                       p.stderr))
-    return p
-
-
-def helm(*args, **kw):
-    return run("helm", *args, **kw)
-
-
-def kubectl(*args, **kw):
-    return run("kubectl", *args, **kw)
-
-
-def kjson(*args):
-    return json.loads(kubectl(*args, "-o", "json").stdout)
 
 
 def json_stream(text):
@@ -105,14 +66,6 @@ def by_kind(objs, kind):
     found = [o for o in objs if o["kind"] == kind]
     assert len(found) == 1, "%d objects of kind %s" % (len(found), kind)
     return found[0]
-
-
-@pytest.fixture
-def ns(request):
-    name = "deploy-%s-%s" % (re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[5:30].strip("-"),
-                             uuid.uuid4().hex[:6])
-    subprocess.run([TESTENV, "ns", name], check=True, env=ENV, capture_output=True)
-    return name
 
 
 @pytest.fixture
@@ -768,62 +721,41 @@ RESOURCE = "https://vault.azure.net"
 
 
 @pytest.fixture(scope="module")
-def emulator():
-    emu = harness.start_emulator(
-        [{"client_id": MI_ID, "resource_id": "/subscriptions/0/resourceGroups/rg/providers/"
-          "Microsoft.ManagedIdentity/userAssignedIdentities/deploy-mi"}],
-        [{"tenant_id": harness.TENANT, "client_id": SP_ID, "secret": SP_SECRET}])
-    try:
-        yield emu
-    finally:
-        emu.stop()
-        emu.remove_workdir()
+def emulator_identities():
+    return {"user_assigned": [{"client_id": MI_ID,
+                               "resource_id": "/subscriptions/0/resourceGroups/rg/providers/"
+                               "Microsoft.ManagedIdentity/userAssignedIdentities/deploy-mi"}],
+            "apps": [{"tenant_id": harness.TENANT, "client_id": SP_ID, "secret": SP_SECRET}]}
 
 
 def sa_kubeconfig(ns, sa, workdir):
     """A kubeconfig with a TokenRequest token of ServiceAccount ns/sa (nothing else in it)."""
-    token = kubectl("create", "token", sa, "-n", ns, "--duration=1h").stdout.strip()
-    view = kjson("config", "view", "--raw")
-    cluster = view["clusters"][0]["cluster"]
+    token = kube.service_account_token(ns, sa)
+    cluster = kjson("config", "view", "--raw")["clusters"][0]["cluster"]
     with open(os.path.join(workdir, "ca.crt"), "wb") as f:
         f.write(base64.b64decode(cluster["certificate-authority-data"]))
     with open(os.path.join(workdir, "token"), "w") as f:
         f.write(token)
-    path = os.path.join(workdir, "kubeconfig")
-    with open(path, "w") as f:
-        f.write("apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-                "clusters:\n- name: k\n  cluster:\n    server: %s\n"
-                "    certificate-authority: ca.crt\n"
-                "users:\n- name: u\n  user:\n    tokenFile: token\n"
-                "contexts:\n- name: c\n  context: {cluster: k, user: u}\n" % cluster["server"])
-    return path, token
+    return kube.token_kubeconfig(os.path.join(workdir, "kubeconfig"), cluster["server"],
+                                 "token"), token
 
 
 def create_pod(ns, name, node, ip, selector):
-    kubectl("create", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": {"aadpodidbinding": selector}},
-        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "app"}]}}))
+    kubectl("create", "-f", "-",
+            stdin=json.dumps(api_pod(name, ns, node, {"aadpodidbinding": selector})))
     kubectl("patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge", "-p",
-            json.dumps({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}))
+            json.dumps(pod_status(ip)))
 
 
 def create_identity(ns, name, node, pod, selector, spec, standard):
     identity = {"apiVersion": AAD_GROUP + "/v1", "kind": "AzureIdentity",
                 "metadata": {"name": name, "namespace": ns}, "spec": spec}
-    binding = {"apiVersion": AAD_GROUP + "/v1", "kind": "AzureIdentityBinding",
-               "metadata": {"name": name + "-binding", "namespace": ns},
-               "spec": {"azureIdentity": name, "selector": selector}}
+    bind = binding(name + "-binding", ns, name, selector)
     kubectl("create", "-f", "-", stdin=json.dumps(identity))
-    kubectl("create", "-f", "-", stdin=json.dumps(binding))
+    kubectl("create", "-f", "-", stdin=json.dumps(bind))
     if standard:  # what MIC would write
-        kubectl("create", "-f", "-", stdin=json.dumps({
-            "apiVersion": AAD_GROUP + "/v1", "kind": "AzureAssignedIdentity",
-            "metadata": {"name": "%s-%s-%s" % (pod, ns, name), "namespace": ns,
-                         "labels": {"nodename": node}},
-            "spec": {"azureIdentityRef": identity, "azureBindingRef": binding, "pod": pod,
-                     "podNamespace": ns, "nodename": node, "replicas": 1},
-            "status": {"status": "Assigned", "availableReplicas": 1}}))
+        kubectl("create", "-f", "-", stdin=json.dumps(assigned(
+            {"name": pod, "namespace": ns}, identity, binding_obj=bind, node=node, replicas=1)))
 
 
 @pytest.mark.parametrize("mode,secrets", [("standard", True), ("managed", False)])

@@ -21,19 +21,19 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 
 import pytest
 
 import test_chart as chart
-from test_chart import harness, helm, kjson, kubectl
+from nmi_pytest import harness, kube
+from nmi_pytest.kube import Relay, helm, kjson, kubectl
 
 FILE_INDEX = 22  # ports 28800-29199
+NAMESPACE_PREFIX = "uninst"
 NAT_CHAIN = "NMI-METADATA"
 GUARD_CHAIN = "NMI-METADATA-GUARD"
 BACKEND = "nft"
@@ -48,117 +48,16 @@ def ns_run(name, *argv, check=True):
     return p
 
 
-class Namespace:
-    """What harness.Nmi needs of a network namespace."""
-
-    def __init__(self, name):
-        self.name = name
-        self.path = "/run/netns/" + name
-
-    def prefix(self):
-        return ["ip", "netns", "exec", self.name]
-
-
 @pytest.fixture(scope="module")
 def netns():
-    name = "nmi-cb-%d-node" % os.getpid()
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    """The node's namespace (overrides the plugin's unnamed one: nmi's rules live here)."""
+    ns = harness.NamedNetns("nmi-cb-%d-node" % os.getpid(), create=True)
     try:
-        ns_run(name, "ip", "link", "set", "lo", "up")
         # nmi DNATs to 127.0.0.1 (its default listen address), which needs route_localnet.
-        ns_run(name, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1")
-        yield Namespace(name)
+        ns_run(ns.name, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1")
+        yield ns
     finally:
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
-
-
-class Forwarder:
-    """Accepts on 127.0.0.1:<port> inside the namespace and relays each connection to the API
-    server on the root namespace's loopback."""
-
-    def __init__(self, netns, upstream):
-        self.upstream = upstream
-        self.port = harness.free_port(FILE_INDEX)
-
-        def listen():
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", self.port))
-            s.listen(64)
-            return s
-
-        self.sock = harness._in_netns(netns.path, listen)
-        self.conns = []
-        self.lock = threading.Lock()
-        self.closed = False
-        self.black_hole = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                down, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                if self.black_hole:  # accepted, never answered
-                    self.conns.append(down)
-                    continue
-            try:
-                up = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                down.close()
-                continue
-            with self.lock:
-                if self.closed:
-                    down.close()
-                    up.close()
-                    return
-                self.conns += [down, up]
-            for a, b in ((down, up), (up, down)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def swallow(self):
-        """The API server stops answering (a black hole): relayed connections are cut, new ones
-        are accepted and never answered."""
-        with self.lock:
-            self.black_hole = True
-            conns, self.conns = self.conns, []
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close(self):
-        """The API server becomes unreachable: the listener and every relayed connection go."""
-        with self.lock:
-            self.closed = True
-            conns, self.conns = self.conns, []
-        self.sock.close()
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+        ns.close()
 
 
 def api_server():
@@ -221,14 +120,7 @@ class Setup:
         assert "--daemonset-name=" + self.release in self.args, self.args
         self.work = tempfile.mkdtemp(prefix="nmi-uninstall-")
         kubeconfig, self.token = chart.sa_kubeconfig(ns, self.release, self.work)
-        with open(kubeconfig) as f:
-            text = f.read()
-        host, port = api_server()
-        text = text.replace("https://%s:%d" % (host, port), "https://127.0.0.1:%d" % forwarder.port)
-        assert "127.0.0.1:%d" % forwarder.port in text, text
-        with open(kubeconfig, "w") as f:
-            f.write(text)
-        self.kubeconfig = kubeconfig
+        self.kubeconfig = kube.relayed_kubeconfig(kubeconfig, forwarder.port, kubeconfig)
         self.node = "uninstall-node-" + uuid.uuid4().hex[:6]
         # nmi's own pod, as the DaemonSet controller would create it on the node (there is no
         # controller manager here): the chart passes its name as POD_NAME.
@@ -265,9 +157,10 @@ def stop_timed(n):
 
 @pytest.fixture
 def forwarder(netns):
-    f = Forwarder(netns, api_server())
+    """A relay in the namespace to the API server on the root namespace's loopback."""
+    f = Relay(api_server(), netns, port=harness.free_port(FILE_INDEX))
     yield f
-    f.close()
+    f.stop()
 
 
 def test_plain_sigterm_keeps_the_rules(ns, netns, forwarder):
@@ -447,8 +340,7 @@ def test_daemonset_in_another_namespace_keeps_the_rules(ns, netns, forwarder):
     other = None
     try:
         other = "uninst-other-" + uuid.uuid4().hex[:6]
-        subprocess.run([chart.TESTENV, "ns", other], check=True, env=chart.ENV,
-                       capture_output=True)
+        kube.new_namespace(other)
         n = s.nmi(pod_namespace=other, pod_name=False)
         problem = "daemonset %s/%s cannot be read" % (other, s.release)
         assert n.wait_for_log(r"uninstall detection: " + re.escape(problem), timeout=10), \
@@ -477,11 +369,3 @@ def test_daemonset_in_another_namespace_keeps_the_rules(ns, netns, forwarder):
 
 def harness_report(name, value):
     print("\nMEASURED %s=%.2f" % (name, value))
-
-
-@pytest.fixture
-def ns(request):
-    name = "uninst-%s-%s" % (re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[5:25].strip("-"),
-                             uuid.uuid4().hex[:6])
-    subprocess.run([chart.TESTENV, "ns", name], check=True, env=chart.ENV, capture_output=True)
-    return name

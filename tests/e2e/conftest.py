@@ -5,18 +5,17 @@ created as a user and MIC would. Its teardown checks that `down` left nothing be
 ctest sets NMI_BINARY and NMI_EMULATOR; the kube binaries come from scripts/kube-testenv's cache.
 """
 import os
-import shutil
 import sys
 import tempfile
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 
 import devenv  # noqa: E402
+from nmi_pytest.plugin import require  # noqa: E402
+
+pytest_plugins = ["nmi_pytest.plugin"]
 
 NS = "e2e"
 UA = {name: devenv.ua("e2e-" + name) for name in ("ua1", "m1", "m2")}
@@ -24,18 +23,6 @@ SP = devenv.sp("e2e-sp", "e2e-sp-s3cret")
 # pod -> (selector, identities bound to it)
 PODS = {"app-ua1": ("ua1", ["ua1"]), "app-multi": ("multi", ["m1", "m2"]),
         "app-sp": ("sp", ["sp"]), "app-none": ("none", [])}
-
-
-def _check_prerequisites():
-    if os.geteuid() != 0:
-        pytest.fail("network namespaces need root (make test runs as root)")
-    missing = [p for p in ("ip", "iptables-nft", "setpriv", "unshare", "nsenter", "curl")
-               if shutil.which(p) is None and not os.path.exists("/usr/sbin/" + p)]
-    if missing:
-        pytest.fail("missing programs (scripts/setup installs them): %s" % " ".join(missing))
-    for var in ("NMI_BINARY", "NMI_EMULATOR"):
-        if not os.path.exists(os.environ.get(var, "")):
-            pytest.fail("%s is not set to an existing binary" % var)
 
 
 def identity_objects(env):
@@ -59,7 +46,9 @@ def identity_objects(env):
 
 @pytest.fixture(scope="session")
 def node():
-    _check_prerequisites()
+    require("network namespaces",
+            programs=("ip", "iptables-nft", "setpriv", "unshare", "nsenter", "curl"),
+            env_files=("NMI_BINARY", "NMI_EMULATOR"))
     config = {
         "pods": [{"name": name, "namespace": NS, "selector": sel}
                  for name, (sel, _) in PODS.items()],

@@ -24,7 +24,7 @@ import time
 import pytest
 
 import devenv
-import harness
+from nmi_pytest import harness
 from conftest import NS, SP, UA
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -8,9 +8,10 @@ import uuid
 
 import pytest
 
-import harness
-from conftest import ua_client_id, ua_resource_id
-from harness import assert_json_error, assert_token, assigned, azure_identity, binding, pod
+from nmi_pytest import harness
+from nmi_pytest.waits import wait_until
+from conftest import ident, ua_client_id, ua_resource_id
+from nmi_pytest.harness import assert_json_error, assert_token, assigned, binding, pod
 
 FILE_INDEX = 6
 
@@ -18,10 +19,6 @@ FILE_INDEX = 6
 def unique_resource(tag):
     return "https://%s.example/%s" % (tag, uuid.uuid4().hex[:8])
 
-
-def ident(short, ns="default"):
-    return azure_identity("id-" + short, ns, ua_client_id(short),
-                          resource_id=ua_resource_id(short))
 
 
 @pytest.fixture(scope="module")
@@ -144,36 +141,37 @@ def test_refresh_ahead_in_background(short_lived, world):
     and starts a background refresh."""
     emu, n = short_lived(20, 17)
     res = unique_resource("refresh")
-    t0 = time.time()
     first, _ = assert_token(n.token(world["ip"]["a"], res), res, ua_client_id("a"))
     assert 18 <= int(first["expires_in"]) <= 20
     seen = [first]
-    # Inside the refresh window (less than 17 s left) but more than 10 s left: the cached token
-    # is served and a refresh starts in the background.
-    time.sleep(max(0, t0 + 6.0 - time.time()))
-    second, _ = assert_token(n.token(world["ip"]["a"], res), res, ua_client_id("a"))
-    seen.append(second)
-    assert second["access_token"] == first["access_token"]
-    calls = emu.wait_for_log(lambda e: e["path"] == harness.TOKEN_PATH
-                             and e["query"].get("resource") == [res] and e["completed"],
-                             timeout=3)
-    deadline = time.monotonic() + 3
-    while len(calls) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-        calls = [e for e in emu.log("imds") if e["query"].get("resource") == [res]
-                 and e["completed"]]
-    assert len(calls) == 2, calls
+
+    def calls(completed=False):
+        return [e for e in emu.log("imds") if e["query"].get("resource") == [res]
+                and (e["completed"] or not completed)]
+
+    # Inside the refresh window (less than 17 s left) but more than 10 s left, a hit is served
+    # from the cache and starts a refresh in the background: hits until one has started it.
+    def refresh_started():
+        refreshed_before = len(calls(completed=True)) == 2
+        body, _ = assert_token(n.token(world["ip"]["a"], res), res, ua_client_id("a"))
+        seen.append(body)
+        # The cached token, unless a refresh had completed before this hit was sent (a hit never
+        # waits for the refresh it starts).
+        assert body["access_token"] == first["access_token"] or refreshed_before, calls()
+        return body if len(calls()) >= 2 else None
+    wait_until(refresh_started, timeout=10, interval=0.1,
+               message="a hit to start a background refresh")
+    wait_until(lambda: len(calls(completed=True)) == 2, timeout=3,
+               message="the background refresh")
+    assert len(calls()) == 2, calls()
     # The emulator logs the call once its answer is written; nmi stores the new token a moment
     # later. Until then the cached token is still the one served (never a wait, never a miss).
-    deadline = time.monotonic() + 2
-    while True:
-        third, _ = assert_token(n.token(world["ip"]["a"], res), res, ua_client_id("a"))
-        seen.append(third)
-        if third["access_token"] != first["access_token"] or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    assert third["access_token"] != first["access_token"]
-    assert len([e for e in emu.log("imds") if e["query"].get("resource") == [res]]) == 2
+    def refreshed():
+        body, _ = assert_token(n.token(world["ip"]["a"], res), res, ua_client_id("a"))
+        seen.append(body)
+        return body if body["access_token"] != first["access_token"] else None
+    third = wait_until(refreshed, timeout=2, message="the refreshed token to be served")
+    assert len(calls()) == 2
     assert int(third["expires_on"]) > int(first["expires_on"])
     for b in seen:
         assert int(b["expires_in"]) >= 10, b
@@ -186,19 +184,33 @@ def test_never_serves_less_than_min_lifetime(short_lived, world):
     while more than 10 s are left, never after."""
     emu, n = short_lived(15, 12)
     res = unique_resource("minlife")
-    t0 = time.time()
     first, _ = assert_token(n.token(world["ip"]["a"], res), res, ua_client_id("a"))
+    served = [first]
+
+    def cached_or_refused():
+        """The cached token (with 10 s left or more), or the refusal."""
+        r = n.token(world["ip"]["a"], res)
+        if r.status != 200:
+            return r
+        body, _ = assert_token(r, res, ua_client_id("a"))
+        assert body["access_token"] == first["access_token"]
+        assert int(body["expires_in"]) >= 10, "served a token with %s s left" % body["expires_in"]
+        served.append(body)
+        return None
+
     # From now on IMDS refuses: the background refresh fails, the cached token ages.
     emu.set_fault(target="imds", status=400)
     try:
-        time.sleep(max(0, t0 + 3.5 - time.time()))
-        r = n.token(world["ip"]["a"], res)  # 11.5 s left: still served
-        body, _ = assert_token(r, res, ua_client_id("a"))
-        assert body["access_token"] == first["access_token"]
-        assert int(body["expires_in"]) >= 10
-        time.sleep(max(0, t0 + 6.5 - time.time()))
-        r = n.token(world["ip"]["a"], res)  # 8.5 s left: must not be served
-        assert r.status != 200, "served a token with %s s left" % r.json().get("expires_in")
+        # Inside the refresh window (less than 12 s left): still served, and the refresh fails.
+        wait_until(lambda: cached_or_refused() is None and int(served[-1]["expires_in"]) < 12,
+                   timeout=10, interval=0.1, message="a hit inside the refresh window")
+        wait_until(lambda: [e for e in emu.log("imds") if e["query"].get("resource") == [res]
+                            and e["completed"] and e["status"] == 400], timeout=5,
+                   message="the failed refresh")
+        assert cached_or_refused() is None, "not served with more than 10 s left"
+        # Served on while more than 10 s are left, never after: refused from then on.
+        r = wait_until(cached_or_refused, timeout=10, interval=0.1,
+                       message="the token to be refused")
         assert_json_error(r, 403)
     finally:
         emu.clear_faults()
@@ -207,40 +219,6 @@ def test_never_serves_less_than_min_lifetime(short_lived, world):
     assert int(body["expires_in"]) >= 13
 
 
-# ---------------------------------------------------------------------------------------------
-# Per-pod limits
-# ---------------------------------------------------------------------------------------------
-
-def test_per_pod_max_tokens(make_nmi, emulator, world):
-    n = make_nmi(emulator, world["objects"], ["--per-pod-max-tokens=2"])
-    r1, r2, r3 = (unique_resource("limit%d" % i) for i in range(3))
-    assert_token(n.token(world["ip"]["a"], r1), r1, ua_client_id("a"))
-    assert_token(n.token(world["ip"]["a"], r2), r2, ua_client_id("a"))
-    r = n.token(world["ip"]["a"], r3)
-    assert_json_error(r, 429, "Too many token requests from this pod", "too_many_requests")
-    assert r.header("Retry-After") is not None and int(r.header("Retry-After")) >= 1
-    # Tokens it already has are still served; another pod is unaffected.
-    assert_token(n.token(world["ip"]["a"], r1), r1, ua_client_id("a"))
-    assert_token(n.token(world["ip"]["b"], r3), r3, ua_client_id("b"))
-    rejected = n.metric_value("nmi_token_rejections_total")
-    assert rejected and rejected >= 1
-
-
-def test_per_pod_miss_rate(make_nmi, emulator, world):
-    n = make_nmi(emulator, world["objects"], ["--per-pod-miss-rate=0.5",
-                                              "--per-pod-miss-burst=3"])
-    statuses = []
-    for i in range(5):
-        res = unique_resource("rate%d" % i)
-        statuses.append(n.token(world["ip"]["a"], res).status)
-    assert statuses[:3] == [200, 200, 200], statuses
-    assert statuses[3] == 429, statuses
-    res = unique_resource("rate-other")
-    assert_token(n.token(world["ip"]["b"], res), res, ua_client_id("b"))
-
-
-# ---------------------------------------------------------------------------------------------
-# Waiting requests answer as soon as their data arrives
 # ---------------------------------------------------------------------------------------------
 
 def _measure(n, ip, write, timeout=10):
@@ -251,9 +229,11 @@ def _measure(n, ip, write, timeout=10):
         done["t"] = time.monotonic()
         return r
 
+    waiting = n.metric_value("nmi_requests_waiting") or 0
     ex = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     fut = ex.submit(call)
-    time.sleep(0.4)
+    wait_until(lambda: (n.metric_value("nmi_requests_waiting") or 0) > waiting, timeout,
+               message="the request to wait")
     assert not fut.done(), fut.result()
     t = write()
     r = fut.result(timeout=timeout)
@@ -293,8 +273,7 @@ def test_wait_latency_identity_assigned(make_nmi, emulator, ips):
         status = "Created" if i % 2 else None
         if status:
             objs = objs + [assigned(p, a, status="Created")]
-            n.write_objects(objs)
-            time.sleep(0.3)
+            n.load_objects(objs)
         objs = [o for o in objs if not (o["kind"] == "AzureAssignedIdentity"
                                         and o["spec"]["pod"] == p["metadata"]["name"])]
         objs = objs + [assigned(p, a)]

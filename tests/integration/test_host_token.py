@@ -3,10 +3,10 @@ import time
 
 import pytest
 
-import harness
-from conftest import ua_client_id, ua_resource_id
-from harness import (TOKEN_FIELDS, assigned, assert_json_error, assert_token,
-                     azure_identity, binding, exception, pod)
+from nmi_pytest import harness
+from conftest import ident, ua_client_id, ua_resource_id
+from nmi_pytest.harness import (TOKEN_FIELDS, assigned, assert_json_error, assert_token,
+                     binding, exception, pod)
 
 FILE_INDEX = 2
 RES = "https://vault.azure.net"
@@ -16,10 +16,6 @@ NO_IDENTITY = "No identity is assigned to this pod for this request"
 NOT_HOST = "Request is not from the host"
 NOT_FOUND = "Not found"
 
-
-def ident(short, ns="default"):
-    return azure_identity("id-" + short, ns, ua_client_id(short),
-                          resource_id=ua_resource_id(short))
 
 
 @pytest.fixture(scope="module")

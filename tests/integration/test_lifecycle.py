@@ -5,16 +5,13 @@ import subprocess
 import threading
 import time
 
-import harness
-from conftest import ua_client_id, ua_resource_id
-from harness import assert_token, assigned, azure_identity, pod
+from nmi_pytest import harness
+from nmi_pytest.waits import wait_until
+from conftest import ident, ua_client_id, ua_resource_id
+from nmi_pytest.harness import assert_token, assigned, pod
 
 FILE_INDEX = 8
 
-
-def ident(short):
-    return azure_identity("id-" + short, "default", ua_client_id(short),
-                          resource_id=ua_resource_id(short))
 
 
 # Both nmis of a hand-over run in the same DaemonSet on the same node (the port lock).
@@ -60,9 +57,13 @@ def test_sigterm_lets_a_waiting_request_finish(emulator, ips):
 
         t = threading.Thread(target=ask)
         t.start()
-        time.sleep(0.5)
+        wait_until(lambda: n.metric_value("nmi_requests_waiting") == 1, 5,
+                   message="the request to wait for its identity")
         assert t.is_alive(), "the request did not wait for its identity"
+        offset = n.log_size()
         n.proc.send_signal(15)  # SIGTERM: nmi drains
+        assert n.wait_for_log(r"received signal 15, draining", offset), n.log_since(offset)
+        # A negative check: draining, nmi does not exit for 0.3 s while its request waits.
         time.sleep(0.3)
         assert n.proc.poll() is None, "nmi exited before its request in flight finished"
         n.write_objects([p, i, assigned(p, i, status="Assigned")])
@@ -73,27 +74,12 @@ def test_sigterm_lets_a_waiting_request_finish(emulator, ips):
         assert "draining" in n.log()
 
 
-class NamedNetns:
-    """A named network namespace (ip netns) of this test, with lo up and the kernel's default
-    net.ipv4.tcp_migrate_req=0, as on most nodes: what is queued on a listener when it closes is
-    reset, so a hand-over without a failed request depends on the successor taking every new
-    connection before the previous nmi closes its listener (Server::preferThisListener)."""
-
-    def __init__(self):
-        self.name = "nmi-it-lc-%d" % os.getpid()
-        subprocess.run(["ip", "netns", "add", self.name], check=True)
-        self.path = "/run/netns/" + self.name
-        subprocess.run(self.prefix() + ["ip", "link", "set", "lo", "up"], check=True)
-
-    def prefix(self):
-        return ["ip", "netns", "exec", self.name]
-
-    def close(self):
-        subprocess.run(["ip", "netns", "del", self.name], check=False)
-
-
 def test_second_instance_takes_over_the_port(pki):
-    ns = NamedNetns()
+    # A namespace of this test, with the kernel's default net.ipv4.tcp_migrate_req=0, as on most
+    # nodes: what is queued on a listener when it closes is reset, so a hand-over without a failed
+    # request depends on the successor taking every new connection before the previous nmi closes
+    # its listener (Server::preferThisListener).
+    ns = harness.NamedNetns("nmi-it-lc-%d" % os.getpid(), create=True)
     emu = None
     old = new = None
     try:
@@ -129,9 +115,11 @@ def test_second_instance_takes_over_the_port(pki):
         threads = [threading.Thread(target=hammer) for _ in range(2)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        wait_until(lambda: served[0] >= 10, 5, message="10 requests served by the old instance")
         old.stop()  # SIGTERM, drained, exit 0: the new instance keeps the port
-        time.sleep(0.5)
+        at_stop = served[0]
+        wait_until(lambda: served[0] >= at_stop + 10 or failures, 5,
+                   message="10 requests served after the switch")
         stop.set()
         for t in threads:
             t.join(10)

@@ -6,10 +6,11 @@ import uuid
 
 import pytest
 
-import harness
+from nmi_pytest import harness
+from nmi_pytest.waits import wait_until
 from conftest import (ADFS_ID, ADFS_SECRET, NOT_ON_VM_ID, SP_CERT_ID, SP_SECRET, SP_SECRET_ID,
                       ua_client_id, ua_resource_id)
-from harness import (META, TENANT, assert_json_error, assert_token, assigned, azure_identity,
+from nmi_pytest.harness import (META, TENANT, assert_json_error, assert_token, assigned, azure_identity,
                      pod, secret)
 
 FILE_INDEX = 5
@@ -337,19 +338,14 @@ def test_disconnect_abandons_upstream_call(nmi, emulator, world):
         hung = emulator.wait_for_log(lambda e: e["seq"] > since
                                      and e["query"].get("resource") == [res], timeout=5)
         assert hung and not hung[0]["completed"], hung
-        time.sleep(0.3)
         c.close()
         t0 = time.monotonic()
-        while True:
-            entries = _hung(emulator, since, res)
-            if entries and entries[0]["completed"]:
-                break
-            assert time.monotonic() - t0 < 3, "upstream call still open: %r" % entries
-            time.sleep(0.02)
+        entries = wait_until(lambda: (lambda e: e if e and e[0]["completed"] else None)(
+            _hung(emulator, since, res)), 3, message="the upstream call to be abandoned")
         print("upstream call abandoned %.0f ms after the client went away"
               % ((time.monotonic() - t0) * 1000))
         assert entries[0]["error"] == "hang: client went away", entries
-        # And it was not retried on the pod's behalf.
+        # And it was not retried on the pod's behalf (a negative check: nothing for 1 s).
         time.sleep(1.0)
         assert len(_hung(emulator, since, res)) == 1
     finally:
@@ -367,17 +363,19 @@ def test_upstream_call_kept_while_another_waiter_remains(nmi, emulator, world):
         c1.send(harness.build_request(harness.token_target(res), META))
         assert emulator.wait_for_log(lambda e: e["seq"] > since
                                      and e["query"].get("resource") == [res], timeout=5)
+        coalesced = nmi.metric_value("nmi_token_cache_requests_total", result="coalesced") or 0
         c2.send(harness.build_request(harness.token_target(res), META))
-        time.sleep(0.3)
+        wait_until(lambda: (nmi.metric_value("nmi_token_cache_requests_total",
+                                             result="coalesced") or 0) > coalesced, 3,
+                   message="the second request to join the call in flight")
         c1.close()
+        # A negative check: for 1 s after the first client went away the call stays open.
         time.sleep(1.0)
         entries = _hung(emulator, since, res)
         assert len(entries) == 1 and not entries[0]["completed"], entries
         c2.close()
-        t0 = time.monotonic()
-        while not _hung(emulator, since, res)[0]["completed"]:
-            assert time.monotonic() - t0 < 3
-            time.sleep(0.02)
+        wait_until(lambda: _hung(emulator, since, res)[0]["completed"], 3,
+                   message="the upstream call to be abandoned")
     finally:
         emulator.clear_faults()
 

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-import harness
+from nmi_pytest import harness
 from conftest import ua_client_id
-from harness import META, assert_json_error, assigned, azure_identity, pod
+from nmi_pytest.harness import META, assert_json_error, assigned, azure_identity, pod
 
 FILE_INDEX = 3
 METADATA_MISSING = "Required metadata header not specified"

@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 
-import harness
+from nmi_pytest import harness
 from conftest import ua_client_id, ua_resource_id
-from harness import assigned, azure_identity, pod
+from nmi_pytest.harness import assigned, azure_identity, pod
 
 FILE_INDEX = 7
 SCOPE = "https://management.azure.com/.default"

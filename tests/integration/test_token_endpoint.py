@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-import harness
-from conftest import (NOT_ON_VM_ID, SYSTEM_ID, ua_client_id, ua_resource_id)
-from harness import (META, assigned, assert_json_error, assert_token, azure_identity, binding,
+from nmi_pytest import harness
+from nmi_pytest.waits import wait_until
+from conftest import NOT_ON_VM_ID, SYSTEM_ID, ident, ua_client_id, ua_resource_id
+from nmi_pytest.harness import (META, assigned, assert_json_error, assert_token, azure_identity, binding,
                      exception, pod)
 
 FILE_INDEX = 1
@@ -37,10 +38,6 @@ def mixed_case(text):
             out.append(ch)
     return "".join(out)
 
-
-def ident(short, ns="default", namespaced=False, client_id=None, name=None):
-    return azure_identity(name or "id-" + short, ns, client_id or ua_client_id(short),
-                          resource_id=ua_resource_id(short), namespaced=namespaced)
 
 
 class World:
@@ -530,7 +527,8 @@ def test_created_answers_when_assigned(make_nmi, emulator, ips, params):
 
     start = time.monotonic()
     fut = _in_background(call)
-    time.sleep(0.8)
+    wait_until(lambda: n.metric_value("nmi_requests_waiting") == 1, 5,
+               message="the request to wait for its identity")
     assert not fut.done(), "answered while the identity was still Created: %r" % (
         fut.result() if fut.done() else None)
     t_rewrite = n.write_objects(base + [assigned(p, a, status="Assigned")])
@@ -588,7 +586,8 @@ def test_client_going_away_ends_the_wait(make_nmi, emulator, ips):
     offset = n.log_size()
     c = n.conn(source=ip)
     c.send(harness.build_request(harness.token_target(RES), META))
-    time.sleep(0.5)
+    wait_until(lambda: n.metric_value("nmi_requests_waiting") == 1, 5,
+               message="the request to wait for its identity")
     c.close()
     t0 = time.monotonic()
     text = n.wait_for_log(r"client went away", offset, timeout=3)
@@ -603,7 +602,8 @@ def test_pod_appearing_while_waiting(make_nmi, emulator, ips):
     p = pod("plate", "default", ip)
     n = make_nmi(emulator, [a], ["--pod-wait-timeout-ms=3000"])
     fut = _in_background(lambda: n.token(ip, timeout=10))
-    time.sleep(0.5)
+    wait_until(lambda: n.metric_value("nmi_requests_waiting") == 1, 3,
+               message="the request to wait for its pod")
     t = n.write_objects([a, p, assigned(p, a)])
     r = fut.result(timeout=10)
     assert_token(r, RES, ua_client_id("a"))

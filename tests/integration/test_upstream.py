@@ -17,8 +17,9 @@ import uuid
 
 import pytest
 
-import harness
-from harness import META, Conn, assigned, azure_identity, build_request, pod
+from nmi_pytest import harness
+from nmi_pytest.waits import wait_until
+from nmi_pytest.harness import META, Conn, assigned, azure_identity, build_request, pod
 
 FILE_INDEX = 9
 
@@ -51,6 +52,7 @@ class WindowsLikeUpstream:
         self.lock = threading.Lock()
         self.requests = []  # dicts: conn (connection number), method, target, headers, body
         self.counter = 0
+        self.late_sent = 0  # stray answers written after a late=1 answer
         self.connections = 0
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -111,10 +113,14 @@ class WindowsLikeUpstream:
                 c.sendall(self._answer(method, target, headers, seq))
                 if "late=1" in target:
                     # An answer nobody asked for, after a pause: a broken or hostile upstream.
+                    # (The pause is this upstream's behaviour: the answer must come while the
+                    # connection is idle.)
                     time.sleep(0.2)
                     late = json.dumps({"probe": "LATE", "seq": -1}).encode()
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(late)
                               + late)
+                    with self.lock:
+                        self.late_sent += 1
         except OSError:
             return
         finally:
@@ -134,7 +140,7 @@ class WindowsLikeUpstream:
                                "resource": "r", "token_type": "Bearer"})
         else:
             if "slow" in params:
-                time.sleep(float(params["slow"]))
+                time.sleep(float(params["slow"]))  # a slow upstream is what `slow` asks for
             body = json.dumps({"probe": headers.get("x-probe", ""), "seq": seq, "path": path,
                                "padding": "x" * 1200})
         data = body.encode()
@@ -216,14 +222,15 @@ def test_interim_continue_never_desynchronises_answers(nmi, upstream, world):
     assert not token_conns & proxy_conns
 
 
-def test_bytes_an_idle_upstream_connection_receives_are_never_an_answer(nmi, world):
+def test_bytes_an_idle_upstream_connection_receives_are_never_an_answer(nmi, upstream, world):
     """An upstream that sends an unasked-for answer on an idle connection: nmi does not reuse
     that connection, so no request reads the stray answer as its own."""
     for i in range(5):
+        late = upstream.late_sent
         r = nmi.get("/metadata/instance?api-version=2021-02-01&late=1",
                     [("Metadata", "true"), ("X-Probe", "first-%d" % i)], source=world["ip"]["a"])
         assert r.status == 200 and r.json()["probe"] == "first-%d" % i, r
-        time.sleep(0.5)
+        wait_until(lambda: upstream.late_sent > late, 5, message="the stray answer to be sent")
         for k in range(3):
             tag = "next-%d-%d" % (i, k)
             r = nmi.get("/metadata/versions", [("Metadata", "true"), ("X-Probe", tag)],
@@ -285,7 +292,8 @@ def test_a_looping_pod_cannot_starve_token_fetches_or_other_pods(nmi, world):
     threads = [threading.Thread(target=hog, args=(i,)) for i in range(70)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    # The pod is at its limit: all but its share have been answered (the share is in flight).
+    wait_until(lambda: len(results) >= 67, 10, message="67 of the 70 slow requests answered")
     t0 = time.monotonic()
     victim = nmi.get(harness.token_target("https://starve.example"), META,
                      source=world["ip"]["b"])
@@ -304,16 +312,21 @@ def test_a_looping_pod_cannot_starve_token_fetches_or_other_pods(nmi, world):
     assert refused.status == 200  # the pod's share is free again
 
 
-def test_the_answer_to_a_pods_limit_is_imds_shaped(nmi, world):
+def test_the_answer_to_a_pods_limit_is_imds_shaped(nmi, upstream, world):
     barrier = []
 
     def slow():
         barrier.append(nmi.get("/metadata/instance?slow=2", META, source=world["ip"]["a"]))
 
+    def slow_at_upstream():
+        return len([e for e in upstream.log() if e["target"].endswith("?slow=2")])
+
+    before = slow_at_upstream()
     threads = [threading.Thread(target=slow) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    wait_until(lambda: slow_at_upstream() >= before + 3, 5,
+               message="the pod's 3 slow requests at the upstream")
     r = nmi.get("/metadata/instance", META, source=world["ip"]["a"])
     for t in threads:
         t.join()
@@ -441,14 +454,9 @@ def test_connections_over_the_per_peer_limit_get_an_http_answer(upstream, world,
         for c in held:
             c.close()
     # Once the held connections are gone, the pod is served again.
-    deadline = time.monotonic() + 5
-    while True:
-        r = harness.send_raw(n.port, probe_request("/metadata/versions", "again"),
-                             source=world["ip"]["a"])
-        if r.status == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert r.status == 200, r
+    wait_until(lambda: harness.send_raw(n.port, probe_request("/metadata/versions", "again"),
+                                        source=world["ip"]["a"]).status == 200, 5, interval=0.05,
+               message="the pod to be served again")
 
 
 def test_every_one_of_200_concurrent_connections_gets_a_status(upstream, world, make_nmi):

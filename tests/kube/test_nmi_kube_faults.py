@@ -18,8 +18,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -27,18 +25,13 @@ import uuid
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-sys.path.insert(0, HERE)
-
-import harness  # noqa: E402
-from harness import client_id_for  # noqa: E402
-from test_nmi_kube_smoke import (  # noqa: E402
-    ENV, TESTENV, CRD_BASE, KubeApi, binding_obj, create_aai, create_pod, delete_pod,
-    identity_obj, wait_for)
+from nmi_pytest import harness, kube, objects
+from nmi_pytest.harness import client_id_for
+from nmi_pytest.kube import Relay
+from nmi_pytest.waits import wait_until
 
 FILE_INDEX = 23  # pod addresses 127.0.23.x, ports 29200-29599
+NAMESPACE_PREFIX = "nmi-kf"
 SUB = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-kube-faults"
 UA = ["a", "b", "c", "d", "e", "f", "g", "h"]
 SYSTEM_ID = client_id_for("kube-faults-system")
@@ -72,53 +65,16 @@ def fresh_resource():
 # Fixtures
 # ---------------------------------------------------------------------------------------------
 
-def shared_kubeconfig():
-    return os.path.join(os.environ.get("KUBE_TESTENV_DIR", "/tmp/nmi-kube-testenv"),
-                        "admin.kubeconfig")
-
-
-@pytest.fixture(scope="module")
-def workdir():
-    d = tempfile.mkdtemp(prefix="nmi-kf-%d-" % os.getpid())
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def api(workdir):
-    a = KubeApi(shared_kubeconfig(), workdir)
-    a.kubeconfig = shared_kubeconfig()
-    return a
-
-
 def new_namespace(tag, testenv_dir=None):
-    name = "nmi-kf-%s-%s" % (tag, uuid.uuid4().hex[:6])
-    argv = [TESTENV, "ns", name] + (["--dir", testenv_dir] if testenv_dir else [])
-    subprocess.run(argv, check=True, env=ENV)
-    return name
+    return kube.new_namespace(kube.unique_name(NAMESPACE_PREFIX, tag), testenv_dir)
 
 
 @pytest.fixture(scope="module")
-def emulator():
-    ua = [{"client_id": ua_client_id(n), "resource_id": ua_resource_id(n)} for n in UA]
-    apps = [{"tenant_id": harness.TENANT, "client_id": SP_ID, "secret": SP_SECRET}]
-    emu = harness.start_emulator(ua, apps, system_assigned={"client_id": SYSTEM_ID})
-    try:
-        yield emu
-    finally:
-        emu.stop()
-        emu.remove_workdir()
-
-
-@pytest.fixture
-def netns():
-    n = harness.NetNs()
-    try:
-        yield n
-    finally:
-        n.close()
+def emulator_identities():
+    return {"user_assigned": [{"client_id": ua_client_id(n), "resource_id": ua_resource_id(n)}
+                              for n in UA],
+            "apps": [{"tenant_id": harness.TENANT, "client_id": SP_ID, "secret": SP_SECRET}],
+            "system_assigned": {"client_id": SYSTEM_ID}}
 
 
 class PrivateApiServer:
@@ -127,16 +83,15 @@ class PrivateApiServer:
 
     def __init__(self, workdir, apiserver_args=()):
         self.dir = os.path.join(workdir, "testenv-%s" % uuid.uuid4().hex[:6])
-        argv = [TESTENV, "up", "--dir", self.dir]
+        argv = [kube.TESTENV, "up", "--dir", self.dir]
         argv += ["--apiserver-arg=" + a for a in apiserver_args]
         try:
-            subprocess.run(argv, check=True, env=ENV)
+            subprocess.run(argv, check=True, env=kube.testenv_env())
         except subprocess.CalledProcessError:
             self.down()  # whatever `up` started before it failed
             raise
         self.kubeconfig = os.path.join(self.dir, "admin.kubeconfig")
-        self.api = KubeApi(self.kubeconfig, workdir)
-        self.api.kubeconfig = self.kubeconfig
+        self.api = kube.KubeApi(self.kubeconfig, workdir)
         state = {}
         with open(os.path.join(self.dir, "state")) as f:
             for line in f:
@@ -158,96 +113,17 @@ class PrivateApiServer:
         return rev
 
     def restart(self):
-        subprocess.run([TESTENV, "restart-apiserver", "--dir", self.dir], check=True, env=ENV)
+        subprocess.run([kube.TESTENV, "restart-apiserver", "--dir", self.dir], check=True,
+                       env=kube.testenv_env())
 
     def down(self):
-        subprocess.run([TESTENV, "down", "--dir", self.dir], check=False, env=ENV)
+        subprocess.run([kube.TESTENV, "down", "--dir", self.dir], check=False,
+                       env=kube.testenv_env())
 
 
 # ---------------------------------------------------------------------------------------------
-# A TCP relay into a network namespace, and the black hole
+# The black hole (in the namespace of the relays, nmi_pytest.kube.Relay)
 # ---------------------------------------------------------------------------------------------
-
-class Relay:
-    """Listens on 127.0.0.1 (inside `netns` when given) and relays every connection to
-    127.0.0.1:upstream_port of this process's namespace."""
-
-    def __init__(self, upstream_port, netns=None):
-        self.upstream_port = upstream_port
-        port = 0 if netns is not None else harness.free_port(FILE_INDEX)
-
-        def listen():
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", port))
-            s.listen(64)
-            return s
-
-        self.sock = harness._in_netns(netns.path, listen) if netns is not None else listen()
-        self.port = self.sock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.pairs = set()
-        self.accepted = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                down, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                up = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
-                up.settimeout(None)
-            except OSError:
-                down.close()
-                continue
-            pair = (down, up)
-            with self.lock:
-                self.pairs.add(pair)
-                self.accepted += 1
-            for src, dst in ((down, up), (up, down)):
-                threading.Thread(target=self._pump, args=(src, dst, pair), daemon=True).start()
-
-    def _pump(self, src, dst, pair):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            self._close(pair)
-
-    def _close(self, pair):
-        with self.lock:
-            if pair not in self.pairs:
-                return
-            self.pairs.discard(pair)
-        for s in pair:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close_all(self):
-        """Ends every relayed connection, as an API server going away does."""
-        with self.lock:
-            pairs = list(self.pairs)
-        for pair in pairs:
-            self._close(pair)
-
-    def stop(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.close_all()
-
 
 def black_hole(netns, port, on):
     """DROP every packet to or from `port` inside the namespace (both directions: connections in
@@ -258,44 +134,12 @@ def black_hole(netns, port, on):
                                          str(port), "-j", "DROP"], check=True)
 
 
-def relayed_kubeconfig(kubeconfig, port, path):
-    with open(kubeconfig) as f:
-        text = f.read()
-    text, n = re.subn(r"server: https://127\.0\.0\.1:\d+", "server: https://127.0.0.1:%d" % port,
-                      text)
-    assert n == 1, text
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
-    return path
-
-
 # ---------------------------------------------------------------------------------------------
 # nmi
 # ---------------------------------------------------------------------------------------------
 
-class KubeNmi(harness.Nmi):
-    """harness.Nmi with the Kubernetes identity source instead of --identity-file."""
-
-    def __init__(self, emulator, node, kube_args, env=None, extra_args=(), netns=None,
-                 imds_endpoint=None):
-        super().__init__(emulator, [], FILE_INDEX, extra_args=list(extra_args), env=env,
-                         node=node, netns=netns, imds_endpoint=imds_endpoint)
-        self.kube_args = list(kube_args)
-
-    def argv(self):
-        args = super().argv()
-        i = args.index("--identity-file")
-        del args[i:i + 2]
-        return args + self.kube_args
-
-
-def start_nmi(emulator, node, kube_args, env=None, extra_args=(), netns=None,
-              imds_endpoint=None, pod_wait_ms=400):
-    n = KubeNmi(emulator, node, kube_args, env=env, netns=netns, imds_endpoint=imds_endpoint,
-                extra_args=["--pod-wait-timeout-ms=%d" % pod_wait_ms] + list(extra_args))
-    n.start(ready_timeout=30.0)
-    return n
+def start_nmi(emulator, node, kube_args, **kw):
+    return kube.start_nmi(emulator, node, kube_args, FILE_INDEX, **kw)
 
 
 def start_netns_nmi(emulator, netns, node, kubeconfig, api_port, workdir, extra_args=(),
@@ -305,8 +149,8 @@ def start_netns_nmi(emulator, netns, node, kubeconfig, api_port, workdir, extra_
     api_relay = Relay(api_port, netns)
     imds_port = int(emulator.imds_addr.rsplit(":", 1)[1])
     imds_relay = Relay(imds_port, netns)
-    kc = relayed_kubeconfig(kubeconfig, api_relay.port,
-                            os.path.join(workdir, "relay-%d.kubeconfig" % api_relay.port))
+    kc = kube.relayed_kubeconfig(kubeconfig, api_relay.port,
+                                 os.path.join(workdir, "relay-%d.kubeconfig" % api_relay.port))
     n = start_nmi(emulator, node, ["--kubeconfig", kc], netns=netns,
                   imds_endpoint="127.0.0.1:%d" % imds_relay.port, pod_wait_ms=pod_wait_ms,
                   extra_args=["--watch-silence-timeout-sec=%d" % SILENCE_SEC] + list(extra_args))
@@ -334,33 +178,14 @@ def assert_refused(n, ip, status=404, description=IDENTITY_NOT_FOUND, **params):
     return r
 
 
-def exception_obj(ns, name, labels):
-    return {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzurePodIdentityException",
-            "metadata": {"name": name, "namespace": ns}, "spec": {"podLabels": labels}}
+MANAGED_WATCHES = ["azureidentities", "azureidentitybindings", "azurepodidentityexceptions",
+                   "pods"]
 
 
-def create_pod_labels(api, ns, name, node, ip, labels):
-    api.create("/api/v1/namespaces/%s/pods" % ns, {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": labels},
-        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "app"}]},
-    })
-    api.request("PATCH", "/api/v1/namespaces/%s/pods/%s/status" % (ns, name),
-                {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}},
-                content_type="application/merge-patch+json")
-
-
-def crd(api, ns, plural, obj):
-    return api.create("%s/%s/%s" % (CRD_BASE, ns, plural), obj)
-
-
-def crd_delete(api, ns, plural, name):
-    api.request("DELETE", "%s/%s/%s/%s" % (CRD_BASE, ns, plural, name))
-
-
-def crd_patch(api, ns, plural, name, patch):
-    api.request("PATCH", "%s/%s/%s/%s" % (CRD_BASE, ns, plural, name), patch,
-                content_type="application/merge-patch+json")
+def silenced(n, offset, resources):
+    """Every watch of `resources` has logged its silence (and been closed) since `offset`."""
+    seen = set(re.findall(r"watch (\w+): no data for \d+ ms", n.log_since(offset)))
+    return set(resources) <= seen
 
 
 class Converge:
@@ -378,17 +203,18 @@ class Converge:
             self.threads.append(t)
 
     def _run(self, name, check, timeout):
-        deadline = self.t0 + timeout
-        while time.monotonic() < deadline:
+        def held():
             try:
-                held = check()
-                if held:
-                    at = held if isinstance(held, float) else time.monotonic()
-                    self.done[name] = at - self.t0
-                    return
+                return check()
             except Exception as e:  # noqa: BLE001 - reported if it never converges
                 self.errors[name] = repr(e)
-            time.sleep(0.02)
+                return None
+        try:
+            value = wait_until(held, timeout=self.t0 + timeout - time.monotonic(), message=name)
+        except AssertionError:
+            return  # not in self.done: the caller's assertion names it
+        at = value if isinstance(value, float) else time.monotonic()
+        self.done[name] = at - self.t0
 
     def wait(self):
         for t in self.threads:
@@ -431,31 +257,29 @@ def test_managed_mode_bindings_and_exceptions(api, emulator):
     ns, other = new_namespace("mgd"), new_namespace("mgd-other")
     ip = {k: ips.next() for k in ("single", "foreign", "two", "pending", "exc", "exc-other",
                                   "late", "nolabel")}
-    id_a = identity_obj(ns, "id-a", ua_client_id("a"))
+    id_a = objects.azure_identity("id-a", ns, ua_client_id("a"))
     id_a["spec"]["resourceID"] = ua_resource_id("a")
-    crd(api, ns, "azureidentities", id_a)
-    crd(api, ns, "azureidentitybindings", binding_obj(ns, "bind-a", "id-a", "sel-single"))
-    create_pod(api, ns, "pod-single", node, ip["single"], "sel-single")
+    api.crd(ns, id_a)
+    api.crd(ns, objects.binding("bind-a", ns, "id-a", "sel-single"))
+    api.create_pod(ns, "pod-single", node, ip["single"], {"aadpodidbinding": "sel-single"})
     # A binding (and its identity) with the pod's selector, but in another namespace.
-    crd(api, other, "azureidentities", identity_obj(other, "id-b", ua_client_id("b")))
-    crd(api, other, "azureidentitybindings", binding_obj(other, "bind-b", "id-b", "sel-foreign"))
-    create_pod(api, ns, "pod-foreign", node, ip["foreign"], "sel-foreign")
+    api.crd(other, objects.azure_identity("id-b", other, ua_client_id("b")))
+    api.crd(other, objects.binding("bind-b", other, "id-b", "sel-foreign"))
+    api.create_pod(ns, "pod-foreign", node, ip["foreign"], {"aadpodidbinding": "sel-foreign"})
     # Two bindings with one selector: two identities for one pod.
     for tag in ("c", "d"):
-        crd(api, ns, "azureidentities", identity_obj(ns, "id-" + tag, ua_client_id(tag)))
-        crd(api, ns, "azureidentitybindings", binding_obj(ns, "bind-" + tag, "id-" + tag,
-                                                          "sel-two"))
-    create_pod(api, ns, "pod-two", node, ip["two"], "sel-two")
+        api.crd(ns, objects.azure_identity("id-" + tag, ns, ua_client_id(tag)))
+        api.crd(ns, objects.binding("bind-" + tag, ns, "id-" + tag, "sel-two"))
+    api.create_pod(ns, "pod-two", node, ip["two"], {"aadpodidbinding": "sel-two"})
     # A binding whose identity does not exist yet.
-    crd(api, ns, "azureidentitybindings", binding_obj(ns, "bind-e", "id-e", "sel-pending"))
-    create_pod(api, ns, "pod-pending", node, ip["pending"], "sel-pending")
+    api.crd(ns, objects.binding("bind-e", ns, "id-e", "sel-pending"))
+    api.create_pod(ns, "pod-pending", node, ip["pending"], {"aadpodidbinding": "sel-pending"})
     # Exceptions: one label of the exception matches (its value ignoring case).
-    crd(api, ns, "azurepodidentityexceptions",
-        exception_obj(ns, "exc", {"app": "legacy", "tier": "unused"}))
-    create_pod_labels(api, ns, "pod-exc", node, ip["exc"], {"app": "LEGACY"})
-    create_pod_labels(api, other, "pod-exc-other", node, ip["exc-other"], {"app": "legacy"})
-    create_pod_labels(api, ns, "pod-late", node, ip["late"], {"app": "late"})
-    create_pod_labels(api, ns, "pod-nolabel", node, ip["nolabel"], {"x": "y"})
+    api.crd(ns, objects.exception("exc", ns, {"app": "legacy", "tier": "unused"}))
+    api.create_pod(ns, "pod-exc", node, ip["exc"], {"app": "LEGACY"})
+    api.create_pod(other, "pod-exc-other", node, ip["exc-other"], {"app": "legacy"})
+    api.create_pod(ns, "pod-late", node, ip["late"], {"app": "late"})
+    api.create_pod(ns, "pod-nolabel", node, ip["nolabel"], {"x": "y"})
 
     n = start_nmi(emulator, node, ["--kubeconfig", api.kubeconfig],
                   extra_args=["--operation-mode=managed", "--forceNamespaced"])
@@ -485,23 +309,23 @@ def test_managed_mode_bindings_and_exceptions(api, emulator):
             "r", n.token(ip["pending"], resource=fresh_resource(), timeout=60)))
         waiting = n.metric_value("nmi_requests_waiting") or 0.0
         t.start()
-        wait_for(lambda: (n.metric_value("nmi_requests_waiting") or 0.0) > waiting,
-                 what="the request for pod-pending to wait")
-        crd(api, ns, "azureidentities", identity_obj(ns, "id-e", ua_client_id("e")))
+        wait_until(lambda: (n.metric_value("nmi_requests_waiting") or 0.0) > waiting,
+                   message="the request for pod-pending to wait")
+        api.crd(ns, objects.azure_identity("id-e", ns, ua_client_id("e")))
         t.join(30)
         assert client_id_of(out["r"]) == ua_client_id("e")
 
         # Objects that change: a new exception, a binding that now names another identity, a
         # deleted binding.
-        crd(api, ns, "azurepodidentityexceptions", exception_obj(ns, "exc-late", {"app": "late"}))
-        wait_for(lambda: gets(n, ip["late"], SYSTEM_ID), what="the new exception")
-        crd_patch(api, ns, "azureidentitybindings", "bind-a", {"spec": {"azureIdentity": "id-c"}})
-        wait_for(lambda: gets(n, ip["single"], ua_client_id("c")), what="the changed binding")
+        api.crd(ns, objects.exception("exc-late", ns, {"app": "late"}))
+        wait_until(lambda: gets(n, ip["late"], SYSTEM_ID), message="the new exception")
+        api.crd_patch(ns, "azureidentitybindings", "bind-a", {"spec": {"azureIdentity": "id-c"}})
+        wait_until(lambda: gets(n, ip["single"], ua_client_id("c")), message="the changed binding")
         assert_refused(n, ip["single"], client_id=ua_client_id("a"))
-        crd_delete(api, ns, "azureidentitybindings", "bind-d")
-        wait_for(lambda: n.token(ip["two"], resource=POLL_RESOURCE,
+        api.crd_delete(ns, "azureidentitybindings", "bind-d")
+        wait_until(lambda: n.token(ip["two"], resource=POLL_RESOURCE,
                                  client_id=ua_client_id("d")).status == 404,
-                 what="the deleted binding")
+                   message="the deleted binding")
         assert_gets(n, ip["two"], ua_client_id("c"), client_id=ua_client_id("c"))
     finally:
         n.stop()
@@ -514,21 +338,21 @@ def test_standard_mode_namespaced_rules(api, emulator):
     node = "kf-node-" + uuid.uuid4().hex[:8]
     ns, other = new_namespace("std"), new_namespace("std-other")
     ip_plain, ip_annotated, ip_same = ips.next(), ips.next(), ips.next()
-    plain = identity_obj(other, "id-f", ua_client_id("f"))
-    annotated = identity_obj(other, "id-g", ua_client_id("g"))
+    plain = objects.azure_identity("id-f", other, ua_client_id("f"))
+    annotated = objects.azure_identity("id-g", other, ua_client_id("g"))
     annotated["metadata"]["annotations"] = {"aadpodidentity.k8s.io/Behavior": "namespaced"}
-    same = identity_obj(ns, "id-a", ua_client_id("a"))
+    same = objects.azure_identity("id-a", ns, ua_client_id("a"))
     same["metadata"]["annotations"] = {"aadpodidentity.k8s.io/Behavior": "namespaced"}
     for pod, ip, identity in (("pod-plain", ip_plain, plain),
                               ("pod-annotated", ip_annotated, annotated),
                               ("pod-same", ip_same, same)):
         sel = "sel-" + pod
-        create_pod(api, ns, pod, node, ip, sel)
-        crd(api, identity["metadata"]["namespace"], "azureidentities", identity)
-        binding = binding_obj(identity["metadata"]["namespace"], "bind-" + pod,
-                              identity["metadata"]["name"], sel)
-        crd(api, identity["metadata"]["namespace"], "azureidentitybindings", binding)
-        create_aai(api, ns, pod, node, identity, binding, "Assigned")
+        api.create_pod(ns, pod, node, ip, {"aadpodidbinding": sel})
+        api.crd(identity["metadata"]["namespace"], identity)
+        binding = objects.binding("bind-" + pod, identity["metadata"]["namespace"],
+                                  identity["metadata"]["name"], sel)
+        api.crd(identity["metadata"]["namespace"], binding)
+        api.create_aai(ns, pod, node, identity, binding, "Assigned")
 
     n = start_nmi(emulator, node, ["--kubeconfig", api.kubeconfig])
     try:
@@ -563,14 +387,14 @@ def test_blackhole_keeps_serving_and_converges(api, emulator, netns, workdir):
     pods = {}
     for tag, identity in (("keep", "a"), ("gone", "b"), ("switch", "c")):
         pod, ip = "pod-" + tag, ips.next()
-        create_pod(api, ns, pod, node, ip, "sel-" + tag)
-        ident = identity_obj(ns, "id-" + identity, ua_client_id(identity))
-        binding = binding_obj(ns, "bind-" + tag, "id-" + identity, "sel-" + tag)
-        crd(api, ns, "azureidentities", ident)
-        crd(api, ns, "azureidentitybindings", binding)
-        pods[tag] = (pod, ip, create_aai(api, ns, pod, node, ident, binding, "Assigned"))
+        api.create_pod(ns, pod, node, ip, {"aadpodidbinding": "sel-" + tag})
+        ident = objects.azure_identity("id-" + identity, ns, ua_client_id(identity))
+        binding = objects.binding("bind-" + tag, ns, "id-" + identity, "sel-" + tag)
+        api.crd(ns, ident)
+        api.crd(ns, binding)
+        pods[tag] = (pod, ip, api.create_aai(ns, pod, node, ident, binding, "Assigned"))
     ip_exc = ips.next()
-    create_pod_labels(api, ns, "pod-exc", node, ip_exc, {"app": "bypass"})
+    api.create_pod(ns, "pod-exc", node, ip_exc, {"app": "bypass"})
 
     n, api_relay, _ = start_netns_nmi(emulator, netns, node, api.kubeconfig, api.port, workdir,
                                       pod_wait_ms=2000)
@@ -586,30 +410,30 @@ def test_blackhole_keeps_serving_and_converges(api, emulator, netns, workdir):
             # Changes nmi cannot see yet: a new pod and its assignment, a deleted pod, a binding
             # switched to another identity (and MIC's matching assignments), a new exception.
             ip_new = ips.next()
-            create_pod(api, ns, "pod-new", node, ip_new, "sel-new")
-            ident_d = identity_obj(ns, "id-d", ua_client_id("d"))
-            ident_e = identity_obj(ns, "id-e", ua_client_id("e"))
-            crd(api, ns, "azureidentities", ident_d)
-            crd(api, ns, "azureidentities", ident_e)
-            bind_new = binding_obj(ns, "bind-new", "id-d", "sel-new")
-            crd(api, ns, "azureidentitybindings", bind_new)
-            create_aai(api, ns, "pod-new", node, ident_d, bind_new, "Assigned")
-            delete_pod(api, ns, pods["gone"][0])
-            crd_patch(api, ns, "azureidentitybindings", "bind-switch",
-                      {"spec": {"azureIdentity": "id-e"}})
-            crd_delete(api, ns, "azureassignedidentities", pods["switch"][2])
-            create_aai(api, ns, pods["switch"][0], node, ident_e,
-                       binding_obj(ns, "bind-switch", "id-e", "sel-switch"), "Assigned")
-            crd(api, ns, "azurepodidentityexceptions", exception_obj(ns, "exc", {"app": "bypass"}))
+            api.create_pod(ns, "pod-new", node, ip_new, {"aadpodidbinding": "sel-new"})
+            ident_d = objects.azure_identity("id-d", ns, ua_client_id("d"))
+            ident_e = objects.azure_identity("id-e", ns, ua_client_id("e"))
+            api.crd(ns, ident_d)
+            api.crd(ns, ident_e)
+            bind_new = objects.binding("bind-new", ns, "id-d", "sel-new")
+            api.crd(ns, bind_new)
+            api.create_aai(ns, "pod-new", node, ident_d, bind_new, "Assigned")
+            api.delete_pod(ns, pods["gone"][0])
+            api.crd_patch(ns, "azureidentitybindings", "bind-switch",
+                          {"spec": {"azureIdentity": "id-e"}})
+            api.crd_delete(ns, "azureassignedidentities", pods["switch"][2])
+            api.create_aai(ns, pods["switch"][0], node, ident_e,
+                           objects.binding("bind-switch", ns, "id-e", "sel-switch"), "Assigned")
+            api.crd(ns, objects.exception("exc", ns, {"app": "bypass"}))
 
             # nmi notices the silence, stays ready and serves what it knows; /readyz and the
             # metrics say that its caches are stale (issue 10, seam 4).
             assert n.wait_for_log(r"watch \w+: no data for %d ms" % (SILENCE_SEC * 1000), offset,
                                   timeout=SILENCE_SEC + 10), n.log_since(offset)
-            wait_for(lambda: (n.metric_value("nmi_identity_source_staleness_seconds") or 0)
-                     >= SILENCE_SEC + 1, timeout=15, what="staleness to grow")
-            wait_for(lambda: n.metric_value("nmi_identity_source_stale", resource="pods") == 1.0,
-                     timeout=15, what="the pods cache to show as stale")
+            wait_until(lambda: (n.metric_value("nmi_identity_source_staleness_seconds") or 0)
+                       >= SILENCE_SEC + 1, timeout=15, message="staleness to grow")
+            wait_until(lambda: n.metric_value("nmi_identity_source_stale", resource="pods") == 1.0,
+                       timeout=15, message="the pods cache to show as stale")
             stale_seen = time.monotonic() - cut
             assert n.metric_value("nmi_identity_source_stale") >= 1.0
             r = n.probe("/readyz")
@@ -624,8 +448,11 @@ def test_blackhole_keeps_serving_and_converges(api, emulator, netns, workdir):
             assert_gets(n, pods["switch"][1], ua_client_id("c"))  # the change is not seen yet
             assert_gets(n, pods["gone"][1], ua_client_id("b"))
             assert_refused(n, ip_exc)
-            # Past the silence timeout, with reconnection attempts failing meanwhile.
-            time.sleep(max(0.0, cut + SILENCE_SEC + 2 - time.monotonic()))
+            # Past the silence timeout, with reconnection attempts failing meanwhile: nmi has
+            # had no word from the API server for 2 s more than the silence timeout.
+            wait_until(lambda: (n.metric_value("nmi_identity_source_staleness_seconds") or 0)
+                       >= SILENCE_SEC + 2, timeout=SILENCE_SEC + 20,
+                       message="staleness past the silence timeout + 2 s")
         finally:
             black_hole(netns, api_relay.port, False)
         restored_after = time.monotonic() - cut
@@ -649,10 +476,10 @@ def test_blackhole_keeps_serving_and_converges(api, emulator, netns, workdir):
                                   POD_NOT_FOUND)
         assert_gets(n, pods["keep"][1], ua_client_id("a"))
         assert_refused(n, pods["switch"][1], client_id=ua_client_id("c"))
-        wait_for(lambda: n.metric_value("nmi_identity_source_staleness_seconds") == 0,
-                 what="staleness back to 0")
-        wait_for(lambda: n.metric_value("nmi_identity_source_stale") == 0.0,
-                 what="every cache current again")
+        wait_until(lambda: n.metric_value("nmi_identity_source_staleness_seconds") == 0,
+                   message="staleness back to 0")
+        wait_until(lambda: n.metric_value("nmi_identity_source_stale") == 0.0,
+                   message="every cache current again")
         r = n.probe("/readyz")
         assert r.status == 200 and "stale" not in r.text(), r.text()
         assert n.metric_value("aadpodidentity_kubernetes_api_operations_errors_count",
@@ -687,13 +514,12 @@ def test_gone_410_relists_and_loses_no_change(emulator, netns, workdir, private_
     pods = {}
     for tag, identity in (("keep", "a"), ("gone", "b"), ("switch", "c")):
         pod, ip = "pod-" + tag, ips.next()
-        create_pod(api, ns, pod, node, ip, "sel-" + tag)
-        crd(api, ns, "azureidentities", identity_obj(ns, "id-" + identity, ua_client_id(identity)))
-        crd(api, ns, "azureidentitybindings",
-            binding_obj(ns, "bind-" + tag, "id-" + identity, "sel-" + tag))
+        api.create_pod(ns, pod, node, ip, {"aadpodidbinding": "sel-" + tag})
+        api.crd(ns, objects.azure_identity("id-" + identity, ns, ua_client_id(identity)))
+        api.crd(ns, objects.binding("bind-" + tag, ns, "id-" + identity, "sel-" + tag))
         pods[tag] = (pod, ip)
     ip_exc = ips.next()
-    create_pod_labels(api, ns, "pod-exc", node, ip_exc, {"app": "bypass"})
+    api.create_pod(ns, "pod-exc", node, ip_exc, {"app": "bypass"})
 
     n, api_relay, _ = start_netns_nmi(emulator, netns, node, srv.kubeconfig, api.port, workdir,
                                       pod_wait_ms=2000,
@@ -707,18 +533,19 @@ def test_gone_410_relists_and_loses_no_change(emulator, netns, workdir, private_
         cut = time.monotonic()
         try:
             ip_new = ips.next()
-            create_pod(api, ns, "pod-new", node, ip_new, "sel-new")
-            crd(api, ns, "azureidentities", identity_obj(ns, "id-d", ua_client_id("d")))
-            crd(api, ns, "azureidentitybindings", binding_obj(ns, "bind-new", "id-d", "sel-new"))
-            delete_pod(api, ns, pods["gone"][0])
-            crd(api, ns, "azureidentities", identity_obj(ns, "id-e", ua_client_id("e")))
-            crd_patch(api, ns, "azureidentitybindings", "bind-switch",
-                      {"spec": {"azureIdentity": "id-e"}})
-            crd(api, ns, "azurepodidentityexceptions", exception_obj(ns, "exc", {"app": "bypass"}))
+            api.create_pod(ns, "pod-new", node, ip_new, {"aadpodidbinding": "sel-new"})
+            api.crd(ns, objects.azure_identity("id-d", ns, ua_client_id("d")))
+            api.crd(ns, objects.binding("bind-new", ns, "id-d", "sel-new"))
+            api.delete_pod(ns, pods["gone"][0])
+            api.crd(ns, objects.azure_identity("id-e", ns, ua_client_id("e")))
+            api.crd_patch(ns, "azureidentitybindings", "bind-switch",
+                          {"spec": {"azureIdentity": "id-e"}})
+            api.crd(ns, objects.exception("exc", ns, {"app": "bypass"}))
             compacted = srv.compact()
             assert_gets(n, pods["keep"][1], ua_client_id("a"))  # from the caches
             # Every watch open before the cut has gone silent and been closed.
-            time.sleep(max(0.0, cut + SILENCE_SEC + 2 - time.monotonic()))
+            wait_until(lambda: silenced(n, offset, MANAGED_WATCHES), timeout=SILENCE_SEC + 15,
+                       message="every watch to go silent: " + ", ".join(MANAGED_WATCHES))
         finally:
             black_hole(netns, api_relay.port, False)
 
@@ -735,8 +562,7 @@ def test_gone_410_relists_and_loses_no_change(emulator, netns, workdir, private_
         gone = sorted(set(re.findall(r"watch (\w+): resourceVersion \d+ is gone \(410\), "
                                      r"listing again", log)))
         # Every watch nmi had was older than the compaction: each one relisted.
-        assert gone == ["azureidentities", "azureidentitybindings", "azurepodidentityexceptions",
-                        "pods"], log
+        assert gone == MANAGED_WATCHES, log
         after_gone = log[log.index("is gone (410)"):]
         for resource in gone:
             assert re.search(r"list %s: \d+ objects kept of \d+ listed" % resource, after_gone), log
@@ -749,13 +575,13 @@ def test_gone_410_relists_and_loses_no_change(emulator, netns, workdir, private_
         # The API server restarts: every watch must reconnect.
         accepted = api_relay.accepted
         srv.restart()
-        crd(api, ns, "azureidentities", identity_obj(ns, "id-f", ua_client_id("f")))
-        crd(api, ns, "azureidentitybindings", binding_obj(ns, "bind-after", "id-f", "sel-after"))
+        api.crd(ns, objects.azure_identity("id-f", ns, ua_client_id("f")))
+        api.crd(ns, objects.binding("bind-after", ns, "id-f", "sel-after"))
         ip_after = ips.next()
         t0 = time.monotonic()
-        create_pod(api, ns, "pod-after", node, ip_after, "sel-after")
-        wait_for(lambda: gets(n, ip_after, ua_client_id("f")), timeout=20,
-                 what="the pod created after the restart")
+        api.create_pod(ns, "pod-after", node, ip_after, {"aadpodidbinding": "sel-after"})
+        wait_until(lambda: gets(n, ip_after, ua_client_id("f")), timeout=20,
+                   message="the pod created after the restart")
         print("after the API server's restart: new pod served %.2f s after its creation"
               % (time.monotonic() - t0))
         assert api_relay.accepted >= accepted + 4, (accepted, api_relay.accepted)  # reconnected
@@ -810,32 +636,11 @@ def test_service_account_token_rotation(api, emulator, workdir):
     node = "kf-node-" + uuid.uuid4().hex[:8]
     ns = new_namespace("rot")
     role = "nmi-kf-" + uuid.uuid4().hex[:8]
-    api.create("/api/v1/namespaces/%s/serviceaccounts" % ns,
-               {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "nmi"}})
-    api.create("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": role},
-        "rules": [
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-            {"apiGroups": ["aadpodidentity.k8s.io"],
-             "resources": ["azureidentitybindings", "azureidentities",
-                           "azurepodidentityexceptions", "azureassignedidentities"],
-             "verbs": ["get", "list", "watch"]},
-        ]})
-    api.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": role},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-        "subjects": [{"kind": "ServiceAccount", "name": "nmi", "namespace": ns}]})
+    api.grant(ns, role)
     tokens = []
     for i in (1, 2):
-        api.create("/api/v1/namespaces/%s/secrets" % ns, {
-            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bound-%d" % i}})
-        tokens.append(subprocess.run(
-            ["kubectl", "create", "token", "nmi", "-n", ns, "--duration=1h",
-             "--bound-object-kind", "Secret", "--bound-object-name", "bound-%d" % i],
-            check=True, capture_output=True, text=True, env=ENV).stdout.strip())
+        api.create_secret(ns, objects.secret("bound-%d" % i, ns))
+        tokens.append(kube.service_account_token(ns, "nmi", bound_secret="bound-%d" % i))
     pods_path = "/api/v1/namespaces/%s/pods" % ns
     assert bearer_status(api, tokens[0], pods_path) == 200
     sa_dir = os.path.join(workdir, "sa-" + ns)
@@ -843,24 +648,22 @@ def test_service_account_token_rotation(api, emulator, workdir):
     write_projected_token(sa_dir, tokens[0], api.ca_pem)
 
     ip_mi, ip_sp = ips.next(), ips.next()
-    ident = identity_obj(ns, "id-a", ua_client_id("a"))
-    binding = binding_obj(ns, "bind-a", "id-a", "sel-a")
-    crd(api, ns, "azureidentities", ident)
-    crd(api, ns, "azureidentitybindings", binding)
-    create_pod(api, ns, "pod-mi", node, ip_mi, "sel-a")
-    create_aai(api, ns, "pod-mi", node, ident, binding, "Assigned")
-    api.create("/api/v1/namespaces/%s/secrets" % ns, {
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sp-secret"},
-        "data": {"clientSecret": base64.b64encode(SP_SECRET.encode()).decode()}})
-    sp = identity_obj(ns, "id-sp", SP_ID, type=1, secret="sp-secret",
-                      ad_endpoint=emulator.aad_url + "/")
-    sp_binding = binding_obj(ns, "bind-sp", "id-sp", "sel-sp")
-    crd(api, ns, "azureidentities", sp)
-    crd(api, ns, "azureidentitybindings", sp_binding)
-    create_pod(api, ns, "pod-sp", node, ip_sp, "sel-sp")
-    create_aai(api, ns, "pod-sp", node, sp, sp_binding, "Assigned")
+    ident = objects.azure_identity("id-a", ns, ua_client_id("a"))
+    binding = objects.binding("bind-a", ns, "id-a", "sel-a")
+    api.crd(ns, ident)
+    api.crd(ns, binding)
+    api.create_pod(ns, "pod-mi", node, ip_mi, {"aadpodidbinding": "sel-a"})
+    api.create_aai(ns, "pod-mi", node, ident, binding, "Assigned")
+    api.create_secret(ns, objects.secret("sp-secret", ns, data={"clientSecret": SP_SECRET}))
+    sp = objects.azure_identity("id-sp", ns, SP_ID, type=1, tenant_id=harness.TENANT,
+                                ad_endpoint=emulator.aad_url + "/", secret_ref=(ns, "sp-secret"))
+    sp_binding = objects.binding("bind-sp", ns, "id-sp", "sel-sp")
+    api.crd(ns, sp)
+    api.crd(ns, sp_binding)
+    api.create_pod(ns, "pod-sp", node, ip_sp, {"aadpodidbinding": "sel-sp"})
+    api.create_aai(ns, "pod-sp", node, sp, sp_binding, "Assigned")
 
-    relay = Relay(api.port)
+    relay = Relay(api.port, port=harness.free_port(FILE_INDEX))
     env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(relay.port),
            "KUBECONFIG": ""}
     n = start_nmi(emulator, node, ["--service-account-dir", sa_dir],
@@ -873,18 +676,18 @@ def test_service_account_token_rotation(api, emulator, workdir):
         write_projected_token(sa_dir, tokens[1], api.ca_pem)
         api.request("DELETE", "/api/v1/namespaces/%s/secrets/bound-1" % ns)
         # The API server caches a successful authentication for a few seconds.
-        wait_for(lambda: bearer_status(api, tokens[0], pods_path) == 401, timeout=30,
-                 what="the old token to be rejected")
+        wait_until(lambda: bearer_status(api, tokens[0], pods_path) == 401, timeout=30,
+                   message="the old token to be rejected")
         assert bearer_status(api, tokens[1], pods_path) == 200
         accepted = relay.accepted
         offset = n.log_size()
         relay.close_all()  # the API server goes away: every watch must be opened again
 
         ip_new = ips.next()
-        create_pod(api, ns, "pod-new", node, ip_new, "sel-a")
-        create_aai(api, ns, "pod-new", node, ident, binding, "Assigned")
-        wait_for(lambda: gets(n, ip_new, ua_client_id("a")), timeout=20,
-                 what="the pod created after the rotation")
+        api.create_pod(ns, "pod-new", node, ip_new, {"aadpodidbinding": "sel-a"})
+        api.create_aai(ns, "pod-new", node, ident, binding, "Assigned")
+        wait_until(lambda: gets(n, ip_new, ua_client_id("a")), timeout=20,
+                   message="the pod created after the rotation")
         assert relay.accepted >= accepted + 5, (accepted, relay.accepted)
         # The Secret is read through the API with the new token (secret cache off).
         errors = n.metric_value("aadpodidentity_kubernetes_api_operations_errors_count",
@@ -904,5 +707,4 @@ def test_service_account_token_rotation(api, emulator, workdir):
     finally:
         n.stop()
         relay.stop()
-        api.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/" + role)
-        api.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterroles/" + role)
+        api.revoke(role)

@@ -12,10 +12,9 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
-import harness  # noqa: E402
+from nmi_pytest import harness  # noqa: E402
 import kube_scale  # noqa: E402
 
 FILE_INDEX = 24  # addresses 127.0.24.x, ports 29600-29999

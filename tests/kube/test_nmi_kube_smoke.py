@@ -3,20 +3,15 @@
 nmi runs with --kubeconfig (the test environment's admin) or in-cluster (a TokenRequest token of a
 ServiceAccount bound to exactly the original NMI's ClusterRole), watches the objects this file
 creates through the API, and answers token requests sent from the pods' addresses (127.0.20.x,
-bound as the source address, as tests/integration/harness.py does).
+bound as the source address, as nmi_pytest.harness does).
 
 ctest sets KUBE_TESTENV_DIR, NMI_KUBE_TESTENV, NMI_BINARY and NMI_EMULATOR.
 """
-import base64
-import http.client
-import json
 import os
 import re
 import shutil
-import ssl
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,17 +19,12 @@ import uuid
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-
-import harness  # noqa: E402
-from harness import client_id_for  # noqa: E402
+from nmi_pytest import harness, kube, objects
+from nmi_pytest.harness import client_id_for
+from nmi_pytest.waits import wait_until
 
 FILE_INDEX = 20  # pod addresses 127.0.20.x, ports 28000-28399
-TESTENV = os.environ.get("NMI_KUBE_TESTENV", os.path.join(REPO, "scripts", "kube-testenv"))
-API = "aadpodidentity.k8s.io/v1"
-CRD_BASE = "/apis/aadpodidentity.k8s.io/v1/namespaces"
+NAMESPACE_PREFIX = "nmi-smoke"
 RESOURCE = "https://vault.azure.net"
 SUB = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-kube"
 UA = ["a", "b", "c", "d", "e", "f", "g", "rbac"]
@@ -51,212 +41,18 @@ def ua_resource_id(name):
     return SUB + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-" + name
 
 
-# ---------------------------------------------------------------------------------------------
-# The API server, through the admin client certificate (no kubectl in the timed paths)
-# ---------------------------------------------------------------------------------------------
-
-def load_testenv_env():
-    out = subprocess.run([TESTENV, "env"], check=True, capture_output=True, text=True).stdout
-    env = dict(os.environ)
-    for line in out.splitlines():
-        m = re.fullmatch(r"export (\w+)=(.*)", line)
-        assert m, line
-        value = m.group(2).replace("$PATH", os.environ.get("PATH", ""))
-        env[m.group(1)] = value.strip("'\"")
-    return env
-
-
-class KubeApi:
-    """HTTPS to the API server with the admin's client certificate, one kept-alive connection."""
-
-    def __init__(self, kubeconfig, workdir):
-        view = json.loads(subprocess.run(
-            ["kubectl", "--kubeconfig", kubeconfig, "config", "view", "--raw", "-o", "json"],
-            check=True, capture_output=True, text=True, env=ENV).stdout)
-        cluster = view["clusters"][0]["cluster"]
-        user = view["users"][0]["user"]
-        m = re.fullmatch(r"https://([^:/]+):(\d+)/?", cluster["server"])
-        self.host, self.port = m.group(1), int(m.group(2))
-        self.ca_pem = base64.b64decode(cluster["certificate-authority-data"])
-        paths = {}
-        for name, data in (("ca.crt", self.ca_pem),
-                           ("admin.crt", base64.b64decode(user["client-certificate-data"])),
-                           ("admin.key", base64.b64decode(user["client-key-data"]))):
-            paths[name] = os.path.join(workdir, name)
-            with open(paths[name], "wb") as f:
-                f.write(data)
-        self.ctx = ssl.create_default_context(cafile=paths["ca.crt"])
-        self.ctx.load_cert_chain(paths["admin.crt"], paths["admin.key"])
-        self.conn = None
-        self.lock = threading.Lock()
-
-    def request(self, method, path, body=None, content_type="application/json", ok=(200, 201)):
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = content_type
-        with self.lock:
-            for attempt in range(2):
-                if self.conn is None:
-                    self.conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx,
-                                                            timeout=30)
-                try:
-                    self.conn.request(method, path, body=data, headers=headers)
-                    resp = self.conn.getresponse()
-                    payload = resp.read()
-                    break
-                except (http.client.HTTPException, OSError):
-                    self.conn.close()
-                    self.conn = None
-                    if attempt == 1:
-                        raise
-        if ok and resp.status not in ok:
-            raise AssertionError("%s %s: %d %s" % (method, path, resp.status, payload[:500]))
-        return resp.status, (json.loads(payload) if payload else None)
-
-    def create(self, path, obj):
-        return self.request("POST", path, obj)[1]
-
-
-ENV = load_testenv_env()
-
-
 @pytest.fixture(scope="module")
-def api():
-    work = tempfile.mkdtemp(prefix="nmi-kube-smoke-")
-    try:
-        kubeconfig = os.path.join(os.environ.get("KUBE_TESTENV_DIR", "/tmp/nmi-kube-testenv"),
-                                  "admin.kubeconfig")
-        a = KubeApi(kubeconfig, work)
-        a.kubeconfig = kubeconfig
-        a.workdir = work
-        yield a
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-@pytest.fixture
-def ns(request):
-    name = "nmi-smoke-%s-%s" % (re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:30],
-                                uuid.uuid4().hex[:6])
-    subprocess.run([TESTENV, "ns", name], check=True, env=ENV)
-    return name
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    ua = [{"client_id": ua_client_id(n), "resource_id": ua_resource_id(n)} for n in UA]
-    apps = [{"tenant_id": harness.TENANT, "client_id": SP_ID, "secret": SP_SECRET}]
-    emu = harness.start_emulator(ua, apps)
-    try:
-        yield emu
-    finally:
-        emu.stop()
-        emu.remove_workdir()
+def emulator_identities():
+    return {"user_assigned": [{"client_id": ua_client_id(n), "resource_id": ua_resource_id(n)}
+                              for n in UA],
+            "apps": [{"tenant_id": harness.TENANT, "client_id": SP_ID, "secret": SP_SECRET}]}
 
 
 ips = harness.PodIps(FILE_INDEX)
 
 
-# ---------------------------------------------------------------------------------------------
-# Objects
-# ---------------------------------------------------------------------------------------------
-
-def create_pod(api, ns, name, node, ip, selector):
-    api.create("/api/v1/namespaces/%s/pods" % ns, {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": {"aadpodidbinding": selector}},
-        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "app"}]},
-    })
-    api.request("PATCH", "/api/v1/namespaces/%s/pods/%s/status" % (ns, name),
-                {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}},
-                content_type="application/merge-patch+json")
-
-
-def delete_pod(api, ns, name, grace=0):
-    """Deletes a pod. With a grace period the API server only sets deletionTimestamp (now + grace)
-    and deletionGracePeriodSeconds: there is no kubelet here to finish the deletion, so the pod
-    stays, Running and being deleted. Returns the API server's answer (the pod, or a Status)."""
-    return api.request("DELETE", "/api/v1/namespaces/%s/pods/%s" % (ns, name),
-                       {"apiVersion": "v1", "kind": "DeleteOptions",
-                        "gracePeriodSeconds": grace})[1]
-
-
-def identity_obj(ns, name, client_id, type=0, secret=None, ad_endpoint=""):
-    spec = {"type": type, "clientID": client_id}
-    if type == 0:
-        spec["resourceID"] = ""
-    if secret:
-        spec.update({"clientPassword": {"name": secret, "namespace": ns},
-                     "tenantID": harness.TENANT, "adEndpoint": ad_endpoint})
-    return {"apiVersion": API, "kind": "AzureIdentity",
-            "metadata": {"name": name, "namespace": ns}, "spec": spec}
-
-
-def binding_obj(ns, name, identity, selector):
-    return {"apiVersion": API, "kind": "AzureIdentityBinding",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"azureIdentity": identity, "selector": selector}}
-
-
-def create_assignment(api, ns, pod, node, identity, binding, status):
-    """An identity, its binding and the AzureAssignedIdentity MIC would write for `pod`."""
-    api.create("%s/%s/azureidentities" % (CRD_BASE, ns), identity)
-    api.create("%s/%s/azureidentitybindings" % (CRD_BASE, ns), binding)
-    return create_aai(api, ns, pod, node, identity, binding, status)
-
-
-def create_aai(api, ns, pod, node, identity, binding, status):
-    name = "%s-%s-%s" % (pod, ns, identity["metadata"]["name"])
-    api.create("%s/%s/azureassignedidentities" % (CRD_BASE, ns), {
-        "apiVersion": API, "kind": "AzureAssignedIdentity",
-        "metadata": {"name": name, "namespace": ns, "labels": {"nodename": node}},
-        "spec": {"azureIdentityRef": identity, "azureBindingRef": binding, "pod": pod,
-                 "podNamespace": ns, "nodename": node, "replicas": 1},
-        "status": {"status": status, "availableReplicas": 1},
-    })
-    return name
-
-
-def set_aai_status(api, ns, name, status):
-    """As MIC does: a JSON patch of /status/status on the main resource."""
-    api.request("PATCH", "%s/%s/azureassignedidentities/%s" % (CRD_BASE, ns, name),
-                [{"op": "replace", "path": "/status/status", "value": status}],
-                content_type="application/json-patch+json")
-
-
-# ---------------------------------------------------------------------------------------------
-# nmi against the API server
-# ---------------------------------------------------------------------------------------------
-
-class KubeNmi(harness.Nmi):
-    """harness.Nmi with the Kubernetes identity source instead of --identity-file."""
-
-    def __init__(self, emulator, node, kube_args, env=None, extra_args=()):
-        super().__init__(emulator, [], FILE_INDEX, extra_args=list(extra_args), env=env, node=node)
-        self.kube_args = list(kube_args)
-
-    def argv(self):
-        args = super().argv()
-        i = args.index("--identity-file")
-        del args[i:i + 2]
-        return args + self.kube_args
-
-
-def start_nmi(emulator, node, kube_args, env=None, extra_args=()):
-    n = KubeNmi(emulator, node, kube_args, env=env,
-                extra_args=["--pod-wait-timeout-ms=%d" % POD_WAIT_MS] + list(extra_args))
-    n.start(ready_timeout=30.0)
-    return n
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError("timed out waiting for " + what)
+def start_nmi(emulator, node, kube_args, env=None):
+    return kube.start_nmi(emulator, node, kube_args, FILE_INDEX, env=env, pod_wait_ms=POD_WAIT_MS)
 
 
 def token_in_background(n, ip):
@@ -289,10 +85,10 @@ def test_assigned_to_200_latency_and_ip_reuse(api, ns, emulator):
     for tag in samples:
         ip = ips.next()
         pod = "pod-" + tag
-        create_pod(api, ns, pod, node, ip, "sel-" + tag)
-        identity = identity_obj(ns, "id-" + tag, ua_client_id(tag))
-        binding = binding_obj(ns, "bind-" + tag, "id-" + tag, "sel-" + tag)
-        aai = create_assignment(api, ns, pod, node, identity, binding, "Created")
+        api.create_pod(ns, pod, node, ip, {"aadpodidbinding": "sel-" + tag})
+        identity = objects.azure_identity("id-" + tag, ns, ua_client_id(tag))
+        binding = objects.binding("bind-" + tag, ns, "id-" + tag, "sel-" + tag)
+        aai = api.create_assignment(ns, pod, node, identity, binding, "Created")
         pods[tag] = (pod, ip, aai)
 
     n = start_nmi(emulator, node, ["--kubeconfig", api.kubeconfig])
@@ -307,12 +103,13 @@ def test_assigned_to_200_latency_and_ip_reuse(api, ns, emulator):
             pod, ip, aai = pods[tag]
             waiting_before = n.metric_value("nmi_requests_waiting") or 0.0
             t, out = token_in_background(n, ip)
-            wait_for(lambda: (n.metric_value("nmi_requests_waiting") or 0.0) > waiting_before,
-                     what="the request to wait")
+            wait_until(lambda: (n.metric_value("nmi_requests_waiting") or 0.0) > waiting_before,
+                       message="the request to wait")
+            # A negative check: for 50 ms while the identity is Created, nothing answers it.
             time.sleep(0.05)
             assert "resp" not in out, out
             sent = time.monotonic()
-            set_aai_status(api, ns, aai, "Assigned")
+            api.set_aai_status(ns, aai, "Assigned")
             acked = time.monotonic()
             t.join(30)
             assert client_id_of(out["resp"]) == ua_client_id(tag)
@@ -326,32 +123,31 @@ def test_assigned_to_200_latency_and_ip_reuse(api, ns, emulator):
 
         # IP reuse: pod A deleted (grace 0); once nmi has seen it, its address gets no token.
         pod_a, ip_a, _ = pods["a"]
-        delete_pod(api, ns, pod_a)
-        wait_for(lambda: n.metric_value("nmi_pod_cache_pods") == 4.0, what="the deletion")
+        api.delete_pod(ns, pod_a)
+        wait_until(lambda: n.metric_value("nmi_pod_cache_pods") == 4.0, message="the deletion")
         r = n.token(ip_a, resource=RESOURCE)
         harness.assert_json_error(r, 500, "No pod on this node has the request's source address")
         assert r.elapsed >= POD_WAIT_MS / 1000 * 0.9, r.elapsed
 
         # Pod D takes A's address with another identity: D's identity, never A's.
-        create_pod(api, ns, "pod-d", node, ip_a, "sel-d")
-        create_assignment(api, ns, "pod-d", node, identity_obj(ns, "id-d", ua_client_id("d")),
-                          binding_obj(ns, "bind-d", "id-d", "sel-d"), "Assigned")
+        api.create_pod(ns, "pod-d", node, ip_a, {"aadpodidbinding": "sel-d"})
+        api.create_assignment(ns, "pod-d", node,
+                              objects.azure_identity("id-d", ns, ua_client_id("d")),
+                              objects.binding("bind-d", ns, "id-d", "sel-d"), "Assigned")
         # Until nmi has seen D's assignment its address gets a clear error (no identity yet),
         # never A's token; once it has, D's.
-        deadline = time.monotonic() + 10
-        while True:
+        def answered():
             r = n.token(ip_a, resource=RESOURCE)
-            if r.status == 200 or time.monotonic() > deadline:
-                break
-            assert r.status in (404, 500), r
-            time.sleep(0.02)
+            assert r.status in (200, 404, 500), r
+            return r if r.status == 200 else None
+        r = wait_until(answered, timeout=10, message="pod D's identity at A's address")
         assert client_id_of(r) == ua_client_id("d")
         harness.assert_token(r, RESOURCE, ua_client_id("d"))
 
         # A pod with no identity at all: a fast, clear answer, never another pod's token.
         ip_none = ips.next()
-        create_pod(api, ns, "pod-none", node, ip_none, "sel-none")
-        wait_for(lambda: n.metric_value("nmi_pod_cache_pods") == 6.0, what="pod-none")
+        api.create_pod(ns, "pod-none", node, ip_none, {"aadpodidbinding": "sel-none"})
+        wait_until(lambda: n.metric_value("nmi_pod_cache_pods") == 6.0, message="pod-none")
         r = n.token(ip_none, resource=RESOURCE, timeout=120)
         assert r.status == 404, r
         assert "kubernetes_api_operations_errors_count" in n.metrics()
@@ -370,22 +166,23 @@ def test_deleting_pod_grace_window_and_claimed_address(api, ns, emulator):
     (deletionTimestamp, less nmi's 1 s clock allowance), and never again once another pod has
     claimed its address, even after that pod is gone."""
     node = "smoke-node-" + uuid.uuid4().hex[:8]
-    identity_a = identity_obj(ns, "id-a", ua_client_id("a"))
-    binding_a = binding_obj(ns, "bind-a", "id-a", "sel-a")
+    identity_a = objects.azure_identity("id-a", ns, ua_client_id("a"))
+    binding_a = objects.binding("bind-a", ns, "id-a", "sel-a")
     ip_short, ip_long = ips.next(), ips.next()
-    create_pod(api, ns, "pod-short", node, ip_short, "sel-a")
-    create_assignment(api, ns, "pod-short", node, identity_a, binding_a, "Assigned")
-    create_pod(api, ns, "pod-long", node, ip_long, "sel-a")
-    create_aai(api, ns, "pod-long", node, identity_a, binding_a, "Assigned")
+    api.create_pod(ns, "pod-short", node, ip_short, {"aadpodidbinding": "sel-a"})
+    api.create_assignment(ns, "pod-short", node, identity_a, binding_a, "Assigned")
+    api.create_pod(ns, "pod-long", node, ip_long, {"aadpodidbinding": "sel-a"})
+    api.create_aai(ns, "pod-long", node, identity_a, binding_a, "Assigned")
     sentinels = [0]
 
     def seen_by_nmi(pods_before):
         """Creates a pod after the change just made and waits until nmi holds it: the pods watch
         delivers events in order, so nmi has then applied the change too."""
         sentinels[0] += 1
-        create_pod(api, ns, "sentinel-%d" % sentinels[0], node, ips.next(), "none")
-        wait_for(lambda: n.metric_value("nmi_pod_cache_pods") == pods_before + 1,
-                 what="nmi to see the change")
+        api.create_pod(ns, "sentinel-%d" % sentinels[0], node, ips.next(),
+                       {"aadpodidbinding": "none"})
+        wait_until(lambda: n.metric_value("nmi_pod_cache_pods") == pods_before + 1,
+                   message="nmi to see the change")
         return pods_before + 1
 
     n = start_nmi(emulator, node, ["--kubeconfig", api.kubeconfig])
@@ -397,16 +194,28 @@ def test_deleting_pod_grace_window_and_claimed_address(api, ns, emulator):
         # 1. Deleted with a grace period of 6 s, nobody else at its address: served inside the
         #    window, refused after it.
         grace = 6
-        deleted = delete_pod(api, ns, "pod-short", grace=grace)
+        deleted = api.delete_pod(ns, "pod-short", grace=grace)
         deadline = rfc3339_epoch(deleted["metadata"]["deletionTimestamp"])
         pods = seen_by_nmi(pods)
         assert time.time() < deadline - 2, "the API server and nmi were too slow for this test"
         r = n.token(ip_short, resource=RESOURCE)
         assert client_id_of(r) == ua_client_id("a"), r
         served_at = time.time()
-        # The window ends 1 s before deletionTimestamp (the clock allowance).
-        time.sleep(max(0.0, deadline - 1.0 - time.time()) + 0.05)
-        r = n.token(ip_short, resource=RESOURCE)
+        # The window ends 1 s before deletionTimestamp (the clock allowance): served until then
+        # (never a token asked for after it), refused from then on.
+        def refused():
+            sent = time.time()
+            r = n.token(ip_short, resource=RESOURCE)
+            if r.status != 200:
+                return r
+            assert sent < deadline - 1.0 + 0.05, \
+                "served %.2f s after the window ended" % (sent - deadline + 1.0)
+            assert client_id_of(r) == ua_client_id("a"), r
+            return None
+        r = wait_until(refused, timeout=grace + 5, interval=0.05,
+                       message="the end of pod-short's grace window")
+        assert time.time() >= deadline - 1.0 - 0.2, "refused %.2f s before the window ended" % (
+            deadline - 1.0 - time.time())
         harness.assert_json_error(r, 500, "No pod on this node has the request's source address")
         assert re.search(r"no pod with ip %s may be served: %s/pod-short \(being deleted; its "
                          r"grace period ended at " % (re.escape(ip_short), ns), n.log()), \
@@ -415,21 +224,23 @@ def test_deleting_pod_grace_window_and_claimed_address(api, ns, emulator):
               "before it" % (deadline - served_at, deadline - (time.time() - r.elapsed)))
 
         # 2. Deleted with a long grace period: served while alone at its address ...
-        deleted = delete_pod(api, ns, "pod-long", grace=300)
+        deleted = api.delete_pod(ns, "pod-long", grace=300)
         assert deleted["metadata"]["deletionTimestamp"]
         pods = seen_by_nmi(pods)
         assert client_id_of(n.token(ip_long, resource=RESOURCE)) == ua_client_id("a")
         # ... until another pod's status shows the address (a new pod the CNI gave it to).
-        create_pod(api, ns, "pod-b", node, ip_long, "sel-b")
-        create_assignment(api, ns, "pod-b", node, identity_obj(ns, "id-b", ua_client_id("b")),
-                          binding_obj(ns, "bind-b", "id-b", "sel-b"), "Assigned")
-        wait_for(lambda: n.metric_value("nmi_pod_cache_pods") == pods + 1, what="pod-b")
+        api.create_pod(ns, "pod-b", node, ip_long, {"aadpodidbinding": "sel-b"})
+        api.create_assignment(ns, "pod-b", node,
+                              objects.azure_identity("id-b", ns, ua_client_id("b")),
+                              objects.binding("bind-b", ns, "id-b", "sel-b"), "Assigned")
+        wait_until(lambda: n.metric_value("nmi_pod_cache_pods") == pods + 1, message="pod-b")
         pods += 1
         assert client_id_of(n.token(ip_long, resource=RESOURCE)) == ua_client_id("b")
         # The new pod goes away again: the old one does not get its address back, although its
         # grace window is still open.
-        delete_pod(api, ns, "pod-b")
-        wait_for(lambda: n.metric_value("nmi_pod_cache_pods") == pods - 1, what="pod-b's deletion")
+        api.delete_pod(ns, "pod-b")
+        wait_until(lambda: n.metric_value("nmi_pod_cache_pods") == pods - 1,
+                   message="pod-b's deletion")
         r = n.token(ip_long, resource=RESOURCE)
         harness.assert_json_error(r, 500, "No pod on this node has the request's source address")
         assert re.search(r"%s/pod-long \(being deleted; another pod has claimed the address\)"
@@ -447,26 +258,8 @@ def test_rbac_of_the_original_is_enough_in_cluster(api, ns, emulator):
     service principal whose secret it reads through the API."""
     node = "smoke-node-" + uuid.uuid4().hex[:8]
     role = "nmi-smoke-" + uuid.uuid4().hex[:8]
-    api.create("/api/v1/namespaces/%s/serviceaccounts" % ns,
-               {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "nmi"}})
-    api.create("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": role},
-        "rules": [
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-            {"apiGroups": ["aadpodidentity.k8s.io"],
-             "resources": ["azureidentitybindings", "azureidentities",
-                           "azurepodidentityexceptions", "azureassignedidentities"],
-             "verbs": ["get", "list", "watch"]},
-        ]})
-    api.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": role},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-        "subjects": [{"kind": "ServiceAccount", "name": "nmi", "namespace": ns}]})
-    token = subprocess.run(["kubectl", "create", "token", "nmi", "-n", ns, "--duration=1h"],
-                           check=True, capture_output=True, text=True, env=ENV).stdout.strip()
+    api.grant(ns, role)
+    token = kube.service_account_token(ns, "nmi")
     sa_dir = tempfile.mkdtemp(prefix="nmi-kube-sa-")
     with open(os.path.join(sa_dir, "token"), "w") as f:
         f.write(token)
@@ -475,17 +268,18 @@ def test_rbac_of_the_original_is_enough_in_cluster(api, ns, emulator):
 
     # A user-assigned identity, and a service principal with its secret.
     ip_mi, ip_sp = ips.next(), ips.next()
-    create_pod(api, ns, "pod-mi", node, ip_mi, "sel-mi")
-    create_assignment(api, ns, "pod-mi", node, identity_obj(ns, "id-mi", ua_client_id("rbac")),
-                      binding_obj(ns, "bind-mi", "id-mi", "sel-mi"), "Assigned")
-    api.create("/api/v1/namespaces/%s/secrets" % ns, {
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sp-secret"},
-        "data": {"clientSecret": base64.b64encode(SP_SECRET.encode()).decode()}})
-    create_pod(api, ns, "pod-sp", node, ip_sp, "sel-sp")
-    create_assignment(api, ns, "pod-sp", node,
-                      identity_obj(ns, "id-sp", SP_ID, type=1, secret="sp-secret",
-                                   ad_endpoint=emulator.aad_url + "/"),
-                      binding_obj(ns, "bind-sp", "id-sp", "sel-sp"), "Assigned")
+    api.create_pod(ns, "pod-mi", node, ip_mi, {"aadpodidbinding": "sel-mi"})
+    api.create_assignment(ns, "pod-mi", node,
+                          objects.azure_identity("id-mi", ns, ua_client_id("rbac")),
+                          objects.binding("bind-mi", ns, "id-mi", "sel-mi"), "Assigned")
+    api.create_secret(ns, objects.secret("sp-secret", ns, data={"clientSecret": SP_SECRET}))
+    api.create_pod(ns, "pod-sp", node, ip_sp, {"aadpodidbinding": "sel-sp"})
+    api.create_assignment(ns, "pod-sp", node,
+                          objects.azure_identity("id-sp", ns, SP_ID, type=1,
+                                                 tenant_id=harness.TENANT,
+                                                 ad_endpoint=emulator.aad_url + "/",
+                                                 secret_ref=(ns, "sp-secret")),
+                          objects.binding("bind-sp", ns, "id-sp", "sel-sp"), "Assigned")
 
     env = {"KUBERNETES_SERVICE_HOST": api.host, "KUBERNETES_SERVICE_PORT": str(api.port),
            "KUBECONFIG": ""}
@@ -503,38 +297,21 @@ def test_rbac_of_the_original_is_enough_in_cluster(api, ns, emulator):
     finally:
         n.stop()
         shutil.rmtree(sa_dir, ignore_errors=True)
-        api.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/" + role)
-        api.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterroles/" + role)
+        api.revoke(role)
 
 
 def test_missing_rbac_is_named_in_readyz(api, ns, emulator):
     """A token without the aadpodidentity verbs: nmi stays unready and /readyz says why."""
     node = "smoke-node-" + uuid.uuid4().hex[:8]
     role = "nmi-smoke-pods-only-" + uuid.uuid4().hex[:8]
-    api.create("/api/v1/namespaces/%s/serviceaccounts" % ns,
-               {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "nmi"}})
-    api.create("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": role},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]})
-    api.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": role},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-        "subjects": [{"kind": "ServiceAccount", "name": "nmi", "namespace": ns}]})
-    token = subprocess.run(["kubectl", "create", "token", "nmi", "-n", ns, "--duration=1h"],
-                           check=True, capture_output=True, text=True, env=ENV).stdout.strip()
-    kubeconfig = os.path.join(api.workdir, "pods-only-%s.kubeconfig" % ns)
+    api.grant(ns, role, rules=[{"apiGroups": [""], "resources": ["pods"],
+                                "verbs": ["get", "list", "watch"]}])
+    token = kube.service_account_token(ns, "nmi")
     with open(os.path.join(api.workdir, "token-" + ns), "w") as f:
         f.write(token)
-    with open(kubeconfig, "w") as f:
-        f.write("apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-                "clusters:\n- name: k\n  cluster:\n    server: https://%s:%d\n"
-                "    certificate-authority: ca.crt\n"
-                "users:\n- name: u\n  user:\n    tokenFile: token-%s\n"
-                "contexts:\n- name: c\n  context: {cluster: k, user: u}\n"
-                % (api.host, api.port, ns))
-    n = KubeNmi(emulator, node, ["--kubeconfig", kubeconfig])
+    kubeconfig = kube.token_kubeconfig(os.path.join(api.workdir, "pods-only-%s.kubeconfig" % ns),
+                                       "https://%s:%d" % (api.host, api.port), "token-" + ns)
+    n = kube.KubeNmi(emulator, node, ["--kubeconfig", kubeconfig], FILE_INDEX)
     n.port, n.probe_port, n.metrics_port = (harness.free_port(FILE_INDEX) for _ in range(3))
     env = dict(os.environ)
     env.pop("NODE_NAME", None)
@@ -552,8 +329,8 @@ def test_missing_rbac_is_named_in_readyz(api, ns, emulator):
             # a loaded machine: wait until it has.
             return (r if r.status == 503 and "403" in r.text()
                     and "pods" not in r.text().split(";")[0] else None)
-        wait_for(lambda: reason() is not None, timeout=15,
-                 what="a 403 in /readyz, with the pods cache synced")
+        wait_until(lambda: reason() is not None, timeout=15,
+                   message="a 403 in /readyz, with the pods cache synced")
         text = reason().text()
         assert "azureidentitybindings" in text, text
         assert "is forbidden" in text, text
@@ -562,8 +339,7 @@ def test_missing_rbac_is_named_in_readyz(api, ns, emulator):
             n.log()
     finally:
         n.stop()
-        api.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/" + role)
-        api.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterroles/" + role)
+        api.revoke(role)
 
 
 def test_node_is_required(emulator):

@@ -16,8 +16,12 @@ import uuid
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-TESTENV = os.environ.get("NMI_KUBE_TESTENV", str(REPO / "scripts" / "kube-testenv"))
 TESTDATA = HERE / "testdata" / "aad-pod-identity-v1.8.17"
+sys.path.insert(0, str(REPO / "tests" / "lib"))
+
+from nmi_pytest import kube  # noqa: E402
+
+TESTENV = kube.TESTENV
 
 
 class Failure(Exception):
@@ -29,20 +33,7 @@ def check(cond, message):
         raise Failure(message)
 
 
-def testenv_env():
-    """The variables `kube-testenv env` exports, applied to a copy of our environment."""
-    out = subprocess.run([TESTENV, "env"], check=True, capture_output=True, text=True).stdout
-    env = dict(os.environ)
-    for line in out.splitlines():
-        m = re.fullmatch(r"export (\w+)=(.*)", line)
-        check(m is not None, f"unexpected line from kube-testenv env: {line!r}")
-        name, value = m.group(1), m.group(2)
-        value = value.replace("$PATH", os.environ.get("PATH", ""))
-        env[name] = value.strip("'\"")
-    return env
-
-
-ENV = testenv_env()
+ENV = kube.testenv_env()  # `kube-testenv env` applied to a copy of our environment
 
 
 def kubectl(*args, stdin=None, check_rc=True, env=None):

@@ -30,7 +30,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import sys
 import urllib.parse
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from nmi_pytest.waits import wait_until  # noqa: E402
 
 __all__ = ["AzureEmulator", "EmulatorError", "decode_jwt", "verify_jwt_with_jwks"]
 
@@ -152,20 +158,22 @@ class AzureEmulator:
         self._stderr = open(self.stderr_file, "wb")
         self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr)
         atexit.register(self.stop)
-        deadline = time.monotonic() + self.ready_timeout
-        while True:
+        def ready():
             if os.path.exists(ready_path):
-                with open(ready_path) as f:
-                    self.ready = json.load(f)
-                return self
+                return True
             if self._proc.poll() is not None:
                 rc = self._proc.returncode
                 self._cleanup_proc()
                 raise EmulatorError("azure-emulator exited with %s before it was ready:\n%s" % (rc, self.stderr()))
-            if time.monotonic() > deadline:
-                self.stop()
-                raise EmulatorError("azure-emulator not ready after %.0f s:\n%s" % (self.ready_timeout, self.stderr()))
-            time.sleep(0.02)
+            return False
+        try:
+            wait_until(ready, timeout=self.ready_timeout, message="the emulator's ready file")
+        except AssertionError:
+            self.stop()
+            raise EmulatorError("azure-emulator not ready after %.0f s:\n%s" % (self.ready_timeout, self.stderr())) from None
+        with open(ready_path) as f:
+            self.ready = json.load(f)
+        return self
 
     def stop(self):
         """SIGTERM the process this object started, wait, SIGKILL it after 5 s."""
@@ -300,12 +308,11 @@ class AzureEmulator:
 
     def wait_for_log(self, predicate, timeout=5.0, listener=None):
         """Poll the log until some entry satisfies predicate; return the matching entries."""
-        deadline = time.monotonic() + timeout
-        while True:
-            hits = [e for e in self.log(listener) if predicate(e)]
-            if hits or time.monotonic() > deadline:
-                return hits
-            time.sleep(0.05)
+        try:
+            return wait_until(lambda: [e for e in self.log(listener) if predicate(e)],
+                              timeout=timeout, interval=0.05, message="an emulator log entry")
+        except AssertionError:
+            return []
 
     def set_fault(self, **fault):
         """Queue a fault, e.g. set_fault(target="imds", status=500, count=3, retry_after="2"),

@@ -25,13 +25,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from azure_emulator import _UnixHTTPConnection  # noqa: E402
+from nmi_pytest import objects  # noqa: E402
+from nmi_pytest.harness import in_netns  # noqa: E402
+from nmi_pytest.waits import wait_until  # noqa: E402
 KUBE_TESTENV = os.path.join(REPO, "scripts", "kube-testenv")
 
 NODE_NAME = "devenv-node"
@@ -152,19 +158,20 @@ def stop_pid(pid, exe_name, timeout=10.0):
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid, exe_name):
-        if time.monotonic() > deadline:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + 5
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            return
+    def gone():
         _reap(pid)
-        time.sleep(0.02)
+        return not pid_alive(pid, exe_name)
+    try:
+        wait_until(gone, timeout=timeout, message="pid %d to exit on SIGTERM" % pid)
+    except AssertionError:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            wait_until(lambda: not pid_alive(pid), timeout=5, message="pid %d to die" % pid)
+        except AssertionError:
+            pass
 
 
 def _reap(pid):
@@ -179,18 +186,6 @@ def claims_of(token):
     payload = token.split(".")[1]
     payload += "=" * (-len(payload) % 4)
     return json.loads(base64.urlsafe_b64decode(payload))
-
-
-class _UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout=10):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self._path)
-        self.sock = s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,11 +421,13 @@ class Devenv:
         proc = self._spawn("emulator", st["imds"],
                            [st["emulator_binary"], "--config", os.path.join(emu_dir, "config.json"),
                             "--ready-file", ready], "emulator.log")
-        deadline = time.monotonic() + 10
-        while not os.path.exists(ready):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise DevenvError("the emulator did not start:\n" + self.log("emulator"))
-            time.sleep(0.02)
+        try:
+            wait_until(lambda: os.path.exists(ready) or proc.poll() is not None, timeout=10,
+                       message="the emulator's ready file")
+        except AssertionError:
+            pass
+        if not os.path.exists(ready):
+            raise DevenvError("the emulator did not start:\n" + self.log("emulator"))
         with open(ready) as f:
             st["emulator"] = json.load(f)
         st["aad_endpoint"] = "https://%s/" % st.get("uplink_imds", UPLINK_IMDS)
@@ -474,41 +471,29 @@ class Devenv:
         """One HTTPS request to the API server as its admin (client certificate), sent from a
         thread that joined the node's network namespace (no kubectl process: ~5 ms a call)."""
         import ssl
-        import threading
         pki = os.path.join(self.state["kube_dir"], "pki")
         self._check_ns(self.node_ns)
-        out = {}
 
-        def run():
+        def call():
+            ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
+            ctx.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
+            conn = http.client.HTTPSConnection(self.state.get("api_ip", NODE_IP), API_PORT,
+                                               context=ctx, timeout=30)
+            data = None if body is None else json.dumps(body)
+            headers = {"Accept": "application/json"}
+            if data is not None:
+                headers["Content-Type"] = content_type
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
             try:
-                fd = os.open("/run/netns/" + self.node_ns, os.O_RDONLY)
-                try:
-                    _setns_net(fd)
-                finally:
-                    os.close(fd)
-                ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
-                ctx.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
-                conn = http.client.HTTPSConnection(self.state.get("api_ip", NODE_IP), API_PORT,
-                                                   context=ctx, timeout=30)
-                data = None if body is None else json.dumps(body)
-                headers = {"Accept": "application/json"}
-                if data is not None:
-                    headers["Content-Type"] = content_type
-                conn.request(method, path, body=data, headers=headers)
-                resp = conn.getresponse()
-                out["status"], out["body"] = resp.status, resp.read()
+                return resp.status, resp.read()
+            finally:
                 conn.close()
-            except BaseException as e:  # noqa: BLE001 - re-raised below
-                out["error"] = e
 
-        t = threading.Thread(target=run)
-        t.start()
-        t.join()
-        if "error" in out:
-            raise out["error"]
-        if ok and out["status"] not in ok:
-            raise DevenvError("%s %s: %d %s" % (method, path, out["status"], out["body"][:500]))
-        return json.loads(out["body"]) if out["body"] else None
+        status, raw = in_netns("/run/netns/" + self.node_ns, call)
+        if ok and status not in ok:
+            raise DevenvError("%s %s: %d %s" % (method, path, status, raw[:500]))
+        return json.loads(raw) if raw else None
 
     def create(self, objects):
         """POSTs each object to its collection (Pods, Secrets and aadpodidentity objects)."""
@@ -550,18 +535,18 @@ class Devenv:
         self.wait_nmi_ready(proc)
 
     def wait_nmi_ready(self, proc=None, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready():
             if proc is not None and proc.poll() is not None:
                 raise DevenvError("nmi exited with %s:\n%s" % (proc.returncode,
                                                               self.log("nmi")[-4000:]))
-            r = self.run_in(self.node_ns, ["curl", "-sf", "-m", "1",
-                                           "http://127.0.0.1:%d/readyz" % PROBE_PORT],
-                            check=False)
-            if r.returncode == 0:
-                return
-            time.sleep(0.05)
-        raise DevenvError("nmi not ready after %.0f s:\n%s" % (timeout, self.log("nmi")[-4000:]))
+            return self.run_in(self.node_ns, ["curl", "-sf", "-m", "1",
+                                              "http://127.0.0.1:%d/readyz" % PROBE_PORT],
+                               check=False).returncode == 0
+        try:
+            wait_until(ready, timeout=timeout, interval=0.05, message="nmi's /readyz")
+        except AssertionError:
+            raise DevenvError("nmi not ready after %.0f s:\n%s"
+                              % (timeout, self.log("nmi")[-4000:])) from None
 
     def restart_nmi(self):
         self.stop_nmi()
@@ -604,7 +589,7 @@ class Devenv:
         return out
 
     def emulator_control(self, method, path, body=None):
-        conn = _UnixHTTP(self.state["emulator"]["control_socket"])
+        conn = _UnixHTTPConnection(self.state["emulator"]["control_socket"], 10)
         try:
             data = None if body is None else json.dumps(body)
             conn.request(method, path, body=data,
@@ -717,39 +702,24 @@ def _pids_in_netns(inodes):
 
 def azure_identity(name, namespace, client_id, type=0, resource_id="", secret_name=None,
                    ad_endpoint=""):
-    spec = {"type": type, "clientID": client_id}
     if type == 0:
-        spec["resourceID"] = resource_id
-    else:
-        spec.update({"tenantID": TENANT, "adEndpoint": ad_endpoint,
-                     "clientPassword": {"name": secret_name, "namespace": namespace}})
-    return {"apiVersion": API, "kind": "AzureIdentity",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        return objects.azure_identity(name, namespace, client_id, resource_id=resource_id)
+    return objects.azure_identity(name, namespace, client_id, type=type, tenant_id=TENANT,
+                                  ad_endpoint=ad_endpoint, secret_ref=(namespace, secret_name))
 
 
 def binding(name, namespace, identity_name, selector):
-    return {"apiVersion": API, "kind": "AzureIdentityBinding",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"azureIdentity": identity_name, "selector": selector}}
+    return objects.binding(name, namespace, identity_name, selector)
 
 
 def assigned(pod, identity, binding_obj, status="Assigned"):
     """The AzureAssignedIdentity MIC would create for `pod` (there is no MIC here)."""
-    ns = pod["namespace"]
-    return {"apiVersion": API, "kind": "AzureAssignedIdentity",
-            "metadata": {"name": "%s-%s-%s" % (pod["name"], ns, identity["metadata"]["name"]),
-                         "namespace": ns, "labels": {"nodename": NODE_NAME}},
-            "spec": {"azureIdentityRef": identity, "azureBindingRef": binding_obj,
-                     "pod": pod["name"], "podNamespace": ns, "nodename": NODE_NAME,
-                     "replicas": 1},
-            "status": {"status": status, "availableReplicas": 1}}
+    return objects.assigned(pod, identity, status, binding_obj=binding_obj, node=NODE_NAME,
+                            replicas=1)
 
 
 def secret(name, namespace, client_secret):
-    import base64
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name,
-                                                               "namespace": namespace},
-            "data": {"clientSecret": base64.b64encode(client_secret.encode()).decode()}}
+    return objects.secret(name, namespace, data={"clientSecret": client_secret})
 
 
 # ---------------------------------------------------------------------------------------------

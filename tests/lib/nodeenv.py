@@ -37,6 +37,7 @@ import time
 
 import devenv
 from devenv import DevenvError, _run, pid_alive, stop_pid
+from nmi_pytest.waits import wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -373,16 +374,18 @@ class NodeEnv(devenv.Devenv):
         return proc
 
     def _wait(self, cond, timeout, what, proc=None, log_name=None):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def done():
             if cond():
-                return
+                return True
             if proc is not None and proc.poll() is not None:
                 raise DevenvError("%s: exited with %s\n%s" % (what, proc.returncode,
                                                              self.log(log_name)[-3000:]))
-            time.sleep(0.1)
-        raise DevenvError("%s within %d s\n%s" % (what, timeout,
-                                                  self.log(log_name)[-3000:] if log_name else ""))
+            return False
+        try:
+            wait_until(done, timeout=timeout, interval=0.1, message=what)
+        except AssertionError:
+            raise DevenvError("%s within %d s\n%s" % (
+                what, timeout, self.log(log_name)[-3000:] if log_name else "")) from None
 
     def _import_images(self):
         for name in ("pause", "testpod"):
@@ -533,17 +536,19 @@ class NodeEnv(devenv.Devenv):
         return pids
 
     def _kill_cgroups(self, timeout=15):
-        deadline = time.monotonic() + timeout
-        while True:
+        def killed():
             pids = self._cgroup_pids()
-            if not pids or time.monotonic() > deadline:
-                return pids
             for pid in pids:
                 try:
                     os.kill(pid, 9)
                 except ProcessLookupError:
                     pass
-            time.sleep(0.1)
+            return not pids
+        try:
+            wait_until(killed, timeout=timeout, interval=0.1, message="the cgroups to empty")
+        except AssertionError:
+            pass
+        return self._cgroup_pids()
 
     def _remove_cgroups(self):
         for d in self._cgroup_dirs():
@@ -551,14 +556,18 @@ class NodeEnv(devenv.Devenv):
                 continue
             for root, dirs, _files in sorted(os.walk(d, topdown=False),
                                              key=lambda t: -t[0].count("/")):
-                for i in range(50):
+                def removed(path=root):
                     try:
-                        os.rmdir(root)
-                        break
+                        os.rmdir(path)
                     except FileNotFoundError:
-                        break
+                        pass
                     except OSError:
-                        time.sleep(0.1)
+                        return False  # busy until its last task has left
+                    return True
+                try:
+                    wait_until(removed, timeout=5, interval=0.1, message="rmdir " + root)
+                except AssertionError:
+                    pass
 
     def _unmount_under(self, prefixes):
         for _ in range(3):

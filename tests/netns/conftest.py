@@ -1,31 +1,21 @@
-"""Fixtures of the interception tests: one lab (namespaces + IMDS stand-in) per test module and
-backend, and an nmi in its node namespace that later tests find running."""
+"""The interception suite: the shared plugin (tests/lib/nmi_pytest), one lab (namespaces + IMDS
+stand-in) per test module and backend, and an nmi in its node namespace that later tests find
+running."""
 import os
-import shutil
 import sys
 
 import pytest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import netns_lab  # noqa: E402
+from nmi_pytest.plugin import require  # noqa: E402
 from netns_lab import Lab, NodeNmi, POD_IPS, harness  # noqa: E402
+
+pytest_plugins = ["nmi_pytest.plugin"]
 
 BACKEND = os.environ.get("NMI_IPT_BACKEND", "nft")
 UA = {"a": harness.client_id_for("ua-a"), "b": harness.client_id_for("ua-b")}
-
-
-def _check_prerequisites():
-    if os.geteuid() != 0:
-        pytest.fail("network namespaces need root (make test runs as root)")
-    missing = [p for p in ("ip", "iptables-%s" % BACKEND, "iptables-%s-save" % BACKEND,
-                           "iptables-%s-restore" % BACKEND, "conntrack", "curl")
-               if shutil.which(p) is None and not os.path.exists("/usr/sbin/" + p)]
-    if missing:
-        pytest.fail("missing programs (scripts/setup installs them): %s" % " ".join(missing))
-    for path in (harness.NMI_BINARY, harness.NMI_EMULATOR):
-        if not os.path.exists(path):
-            pytest.fail("missing %s (set NMI_BINARY / NMI_EMULATOR)" % path)
 
 
 def identity_objects():
@@ -43,7 +33,10 @@ def identity_objects():
 
 @pytest.fixture(scope="module")
 def lab():
-    _check_prerequisites()
+    require("network namespaces",
+            programs=("ip", "iptables-%s" % BACKEND, "iptables-%s-save" % BACKEND,
+                      "iptables-%s-restore" % BACKEND, "conntrack", "curl"),
+            files=(harness.NMI_BINARY, harness.NMI_EMULATOR))
     lab = Lab(BACKEND, BACKEND).up()
     try:
         lab.start_emulator([{"client_id": cid} for cid in UA.values()])

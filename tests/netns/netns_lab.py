@@ -1,5 +1,5 @@
 """A simulated Azure node in network namespaces, for nmi's interception tests (standard library,
-plus tests/integration/harness.py and tests/lib/azure_emulator.py).
+plus tests/lib/nmi_pytest and tests/lib/azure_emulator.py).
 
 Topology (shared/reference/node-network-lab.md, addendum): a node namespace with a bridge cbr0
 (10.244.0.1/24) and pod namespaces on it (podA 10.244.0.11, podB .12, podC .13); an "imds"
@@ -23,10 +23,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
-import harness  # noqa: E402
+from nmi_pytest import harness  # noqa: E402
+from nmi_pytest.waits import wait_until  # noqa: E402
 from azure_emulator import AzureEmulator  # noqa: E402
 
 NODE_IP = "10.244.0.1"
@@ -49,17 +49,6 @@ def _run(argv, check=True, timeout=30, env=None, input=None):
         raise RuntimeError("%s exited %d:\n%s%s" % (" ".join(argv), r.returncode, r.stdout,
                                                    r.stderr))
     return r
-
-
-class NsRef:
-    """What harness.Nmi needs of a namespace: a path for setns and a command prefix."""
-
-    def __init__(self, name):
-        self.name = name
-        self.path = "/run/netns/" + name
-
-    def prefix(self):
-        return ["ip", "netns", "exec", self.name]
 
 
 class Lab:
@@ -126,7 +115,7 @@ class Lab:
         subprocess.run(["rm", "-rf", self.dir])
 
     def ns(self, role):
-        return NsRef(self.names[role])
+        return harness.NamedNetns(self.names[role])
 
     def path(self, role):
         return "/run/netns/" + self.names[role]
@@ -168,11 +157,12 @@ class Lab:
     def wait_rules(self, table, chain, predicate, timeout):
         """Polls until predicate(rules) holds; returns the seconds it took, or None."""
         t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            if predicate(self.rules(table, chain)):
-                return time.monotonic() - t0
-            time.sleep(0.02)
-        return None
+        try:
+            wait_until(lambda: predicate(self.rules(table, chain)), timeout=timeout,
+                       message="the rules of %s %s" % (table, chain))
+        except AssertionError:
+            return None
+        return time.monotonic() - t0
 
     def conntrack_to_imds(self):
         r = self.run("node", ["conntrack", "-L", "-p", "tcp", "--orig-dst", IMDS_IP],
@@ -224,15 +214,7 @@ class NodeNmi(harness.Nmi):
     def spawn(self):
         """Starts the process and returns at once."""
         assert self.netns is not None and self.netns.name in self.lab.created  # never the root ns
-        env = dict(os.environ)
-        for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
-                  "no_proxy", "FORCENAMESPACED", "NODE_NAME"):
-            env.pop(k, None)
-        env.update(self.env or {})
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.netns.prefix() + self.argv(), stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        return self
+        return super().spawn()
 
     def start(self, ready_timeout=15.0):
         self.spawn()
@@ -341,7 +323,7 @@ class Prober:
         self._ready.set()
         while not self._stop.is_set():
             self.results.append((time.monotonic(), self._once()))
-            time.sleep(self.period)
+            time.sleep(self.period)  # pacing: one probe every `period` s is the measurement
 
     def _once(self):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -378,17 +360,6 @@ def metric(nmi, name, **labels):
     return nmi.metric_value(name, **labels)
 
 
-def wait_for(predicate, timeout, what, period=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(period)
-
-
 def report(name, value, unit):
     """A measured figure, printed for the log (ctest -V / pytest -s)."""
     line = "MEASURE %s = %s %s" % (name, value, unit)
@@ -400,5 +371,5 @@ def report(name, value, unit):
 
 
 __all__ = ["Lab", "NodeNmi", "Prober", "classify", "pod_token", "pod_curl", "metric",
-           "wait_for", "report", "GuardError", "IMDS_IP", "NODE_IP", "POD_IPS", "UPLINK_NODE",
+           "wait_until", "report", "GuardError", "IMDS_IP", "NODE_IP", "POD_IPS", "UPLINK_NODE",
            "harness"]

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import BACKEND, UA, identity_objects
 from netns_lab import (GuardError, IMDS_IP, Lab, NODE_IP, NodeNmi, POD_IPS, Prober, UPLINK_NODE,
-                       harness, metric, pod_curl, pod_token, report, wait_for)
+                       harness, metric, pod_curl, pod_token, report, wait_until)
 
 NAT_RULES = ["! -s 127.0.0.1/32 -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j DNAT "
              "--to-destination %s:2579" % NODE_IP, "-j RETURN"]
@@ -98,12 +98,12 @@ def test_a_flushed_chain_fails_closed_and_is_repaired(lab, nmi):
     repaired = reconcile_count(nmi, "repaired")
     seq = lab.last_seq()
     with Prober(lab, "podA") as prober:
-        time.sleep(0.2)
+        wait_until(lambda: prober.first("nmi-200", 0), 5, message="a token before the flush")
         t0 = time.monotonic()
         lab.iptables("-t", "nat", "-F", "NMI-METADATA")
         took = lab.wait_rules("nat", "NMI-METADATA", lambda r: r == NAT_RULES, REPAIR_BUDGET)
         t_back = time.monotonic()
-        wait_for(lambda: prober.first("nmi-200", t_back), 3, "a token after repair")
+        wait_until(lambda: prober.first("nmi-200", t_back), 3, message="a token after repair")
     assert took is not None, lab.save("nat")
     report("%s.flush_repair_seconds" % BACKEND, "%.2f" % took, "s (flush -> rules back; the "
            "next check comes within --ipt-check-interval-sec=5)")
@@ -114,7 +114,8 @@ def test_a_flushed_chain_fails_closed_and_is_repaired(lab, nmi):
     assert during and set(during) <= {"nmi-200", "reset", "refused", "closed"}, set(during)
     report("%s.flush_window_refused_attempts" % BACKEND,
            sum(1 for o in during if o != "nmi-200"), "of %d" % len(during))
-    wait_for(lambda: reconcile_count(nmi, "repaired") == repaired + 1, 5, "the repair counted")
+    wait_until(lambda: reconcile_count(nmi, "repaired") == repaired + 1, 5,
+               message="the repair counted")
     assert "repairing interception rules: nat: chain NMI-METADATA has 0 rules instead of 2" \
         in nmi.log()
 
@@ -126,7 +127,9 @@ def test_a_deleted_jump_is_added_again(lab, nmi):
         lab.iptables("-t", "nat", "-D", "PREROUTING", "-j", "NMI-METADATA")
         took = lab.wait_rules("nat", "PREROUTING", lambda r: "-j NMI-METADATA" in r,
                               REPAIR_BUDGET)
-        time.sleep(0.1)
+        t_back = time.monotonic()
+        if took is not None:
+            wait_until(lambda: prober.first("nmi-200", t_back), 3, message="a token after repair")
     assert took is not None
     report("%s.jump_repair_seconds" % BACKEND, "%.2f" % took, "s")
     never_open(prober, lab, seq, t0)
@@ -143,7 +146,10 @@ def test_the_jump_moves_in_front_of_a_rule_that_could_accept_metadata_traffic(la
             lab.iptables("-t", "nat", "-I", "PREROUTING", "1", *dangerous)
             took = lab.wait_rules("nat", "PREROUTING",
                                   lambda r: r[:1] == ["-j NMI-METADATA"], REPAIR_BUDGET)
-            time.sleep(0.1)
+            t_back = time.monotonic()
+            if took is not None:
+                wait_until(lambda: prober.first("nmi-200", t_back), 3,
+                           message="a token after the move")
         assert took is not None, lab.save("nat")
         report("%s.dangerous_rule_jump_moved_seconds" % BACKEND, "%.2f" % took, "s")
         assert lab.rules("nat", "PREROUTING") == ["-j NMI-METADATA",
@@ -166,7 +172,8 @@ def test_the_jump_stays_behind_rules_that_cannot_touch_metadata_traffic(lab, nmi
         repaired = reconcile_count(nmi, "repaired")
         ok = reconcile_count(nmi, "ok")
         # Two full checks see the harmless rules in front and change nothing.
-        wait_for(lambda: reconcile_count(nmi, "ok") >= ok + 2, 2 * INTERVAL + 3, "two checks")
+        wait_until(lambda: reconcile_count(nmi, "ok") >= ok + 2, 2 * INTERVAL + 3,
+                   message="two checks")
         assert reconcile_count(nmi, "repaired") == repaired
         assert lab.rules("nat", "PREROUTING") == ["-p udp -j ACCEPT", "-j CNI-SERVICES",
                                                   "-j NMI-METADATA"]
@@ -182,15 +189,18 @@ def test_a_killed_nmi_leaves_pods_refused_until_it_is_back(lab, holder):
     nmi = holder.ensure()
     seq = lab.last_seq()
     with Prober(lab, "podA", period=0.005, timeout=0.3) as prober:
-        time.sleep(0.2)
+        wait_until(lambda: prober.first("nmi-200", 0), 5, message="a token before the kill")
         t_kill = time.monotonic()
         nmi.kill()
-        time.sleep(1.0)
+        # nmi stays dead until the pod has tried 50 times (each attempt must be refused).
+        wait_until(lambda: len(prober.outcomes(t_kill + 0.05)) >= 50, 10,
+                   message="50 attempts while nmi is dead")
         dead = prober.outcomes(t_kill + 0.05)
         t_start = time.monotonic()
         nmi.spawn()
-        t_first = wait_for(lambda: prober.first("nmi-200", t_start), 10, "the first 200")
-        time.sleep(0.1)
+        t_first = wait_until(lambda: prober.first("nmi-200", t_start), 10, message="the first 200")
+        wait_until(lambda: len(prober.outcomes(t_first)) >= 10, 5,
+                   message="10 attempts after the restart")
     assert rules_in_place(lab)
     assert dead and set(dead) <= {"refused", "reset"}, set(dead)
     never_open(prober, lab, seq, t_kill)
@@ -203,7 +213,7 @@ def test_a_killed_nmi_leaves_pods_refused_until_it_is_back(lab, holder):
            "ms (start -> first 200; %d refused attempts)" % len(
                [o for o in after_start if o != "nmi-200"]))
     report("%s.kill_to_first_200_ms" % BACKEND, "%.0f" % ((t_first - t_kill) * 1000),
-           "ms (of which 1000 ms dead on purpose)")
+           "ms (of which %.0f ms dead on purpose)" % ((t_start - t_kill) * 1000))
     nmi._wait_ready(10)
 
 
@@ -221,7 +231,8 @@ def test_aad_pod_identity_sigterm_cleanup_leaves_nmis_rules(lab, nmi):
                           lambda r: r[:2] == ["-j NMI-METADATA", "-j aad-metadata"],
                           REPAIR_BUDGET)
     assert took is not None, lab.save("nat")
-    wait_for(lambda: reconcile_count(nmi, "repaired") > before, 5, "the move to be counted")
+    wait_until(lambda: reconcile_count(nmi, "repaired") > before, 5,
+               message="the move to be counted")
     # Its SIGTERM handler: -D PREROUTING -j aad-metadata; -F; -X.
     seq = lab.last_seq()
     repaired = reconcile_count(nmi, "repaired")
@@ -232,7 +243,7 @@ def test_aad_pod_identity_sigterm_cleanup_leaves_nmis_rules(lab, nmi):
     assert rules_in_place(lab)
     for pod, short in (("podA", "a"), ("podB", "b")):
         assert_pod_token(lab, pod, UA[short])
-    wait_for(lambda: reconcile_count(nmi, "ok") > ok, INTERVAL + 3, "a check")
+    wait_until(lambda: reconcile_count(nmi, "ok") > ok, INTERVAL + 3, message="a check")
     assert reconcile_count(nmi, "repaired") == repaired  # nothing of nmi's was touched
     assert lab.imds_requests_from_pods(seq) == []
 
@@ -281,8 +292,8 @@ def test_connections_from_before_the_rules_are_dropped(lab, holder):
         assert any("sport=%d " % sport in line for line in lab.conntrack_to_imds())
         nmi = holder.ensure()
         # nmi dropped the connection's conntrack entry once its rules were in place.
-        wait_for(lambda: (metric(nmi, "nmi_conntrack_flows_deleted_total") or 0) >= 1, 5,
-                 "the conntrack deletion")
+        wait_until(lambda: (metric(nmi, "nmi_conntrack_flows_deleted_total") or 0) >= 1, 5,
+                   message="the conntrack deletion")
         assert not any("sport=%d " % sport in line for line in lab.conntrack_to_imds())
         # The next request on that connection never reaches the stand-in.
         try:
@@ -306,8 +317,8 @@ def test_route_localnet_off_is_reported_and_on_works(lab, holder):
     loopback = NodeNmi(lab, identity_objects(), listen_address=None)  # default 127.0.0.1
     try:
         loopback.spawn()
-        status, body = wait_for(lambda: (lambda s: s if s[0] == 503 and "route_localnet" in s[1]
-                                         else None)(loopback.readyz()), 10, "not ready")
+        status, body = wait_until(lambda: (lambda s: s if s[0] == 503 and "route_localnet" in s[1]
+                                         else None)(loopback.readyz()), 10, message="not ready")
         assert ("interception: route_localnet=0: DNAT to 127.0.0.1 cannot work; set "
                 "net.ipv4.conf.all.route_localnet=1 (kube-proxy does) or run with "
                 "--nmi-listen-address=<node IP>") in body, body
@@ -320,7 +331,7 @@ def test_route_localnet_off_is_reported_and_on_works(lab, holder):
         # The operator sets it (nmi never writes sysctls); the next check sees it.
         lab.run("node", ["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"])
         t0 = time.monotonic()
-        wait_for(lambda: loopback.readyz()[0] == 200, INTERVAL + 3, "ready")
+        wait_until(lambda: loopback.readyz()[0] == 200, INTERVAL + 3, message="ready")
         report("%s.route_localnet_ready_after_seconds" % BACKEND, "%.2f" % (time.monotonic() - t0),
                "s")
         assert_pod_token(lab, "podA", UA["a"])
@@ -356,19 +367,20 @@ def test_iptables_failures_are_retried_shown_and_recovered_from(lab, holder, tmp
     flaky = NodeNmi(lab, identity_objects(), env=env)
     try:
         flaky.spawn()
-        status, body = wait_for(lambda: (lambda s: s if s[0] == 503 and "exited 4" in s[1]
-                                         else None)(flaky.readyz()), 10, "not ready")
+        status, body = wait_until(lambda: (lambda s: s if s[0] == 503 and "exited 4" in s[1]
+                                         else None)(flaky.readyz()), 10, message="not ready")
         assert ("interception: iptables-%s-restore exited 4: Another app is currently holding "
                 "the xtables lock. Stopped waiting after 5s. (table filter) (retrying in"
                 % BACKEND) in body, body
-        wait_for(lambda: "retrying in 2000 ms (failure 2)" in flaky.log(), 5, "a second retry")
+        wait_until(lambda: "retrying in 2000 ms (failure 2)" in flaky.log(), 5,
+                   message="a second retry")
         assert flaky.running()
         assert metric(flaky, "nmi_iptables_reconcile_total", result="error") >= 2
         assert metric(flaky, "nmi_iptables_rules_installed") == 0
         # The lock is free again: the next retry installs the rules.
         t0 = time.monotonic()
         fake.unlink()
-        wait_for(lambda: flaky.readyz()[0] == 200, 10, "ready")
+        wait_until(lambda: flaky.readyz()[0] == 200, 10, message="ready")
         report("%s.recovered_after_lock_freed_seconds" % BACKEND, "%.2f" % (time.monotonic() - t0),
                "s")
         assert rules_in_place(lab)
@@ -386,12 +398,12 @@ def test_the_lock_file_flag_reaches_legacy_iptables(lab, holder):
     try:
         other.spawn()
         if BACKEND == "legacy":
-            status, body = wait_for(lambda: (lambda s: s if s[0] == 503 and "exited 4" in s[1]
-                                             else None)(other.readyz()), 10, "not ready")
+            status, body = wait_until(lambda: (lambda s: s if s[0] == 503 and "exited 4" in s[1]
+                                             else None)(other.readyz()), 10, message="not ready")
             assert "can't open lock file /nonexistent-nmi-dir/xtables.lock" in body, body
             assert other.running()
         else:
-            wait_for(lambda: other.readyz()[0] == 200 or None, 10, "ready")
+            wait_until(lambda: other.readyz()[0] == 200 or None, 10, message="ready")
             assert rules_in_place(lab)
             assert_pod_token(lab, "podA", UA["a"])
     finally:

@@ -4,18 +4,18 @@ Its teardown checks that `down` left the host as it found it (host_snapshot befo
 """
 import json
 import os
-import shutil
 import sys
 import tempfile
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 
 import devenv  # noqa: E402
 import nodeenv  # noqa: E402
+from nmi_pytest.plugin import require  # noqa: E402
+
+pytest_plugins = ["nmi_pytest.plugin"]
 
 UA = {name: devenv.ua("node-" + name) for name in ("std", "mgd", "host")}
 
@@ -28,16 +28,9 @@ def image_ref(archive):
 
 @pytest.fixture(scope="session")
 def node():
-    if os.geteuid() != 0:
-        pytest.fail("the real node needs root (make test runs as root)")
-    missing = [p for p in ("ip", "nsenter", "iptables-nft", "iptables-nft-save", "iptables-legacy",
-                           "iptables-legacy-save", "runc", "tar")
-               if shutil.which(p) is None]
-    if missing:
-        pytest.fail("missing programs (scripts/setup installs them): %s" % " ".join(missing))
-    for var in ("NMI_EMULATOR", "NMI_IMAGE"):
-        if not os.path.exists(os.environ.get(var, "")):
-            pytest.fail("%s is not set to an existing file" % var)
+    require("the real node", programs=("ip", "nsenter", "iptables-nft", "iptables-nft-save",
+                                       "iptables-legacy", "iptables-legacy-save", "runc", "tar"),
+            env_files=("NMI_EMULATOR", "NMI_IMAGE"))
     prefix = "nmi-rn-%d-" % os.getpid()
     before = nodeenv.host_snapshot(prefix)
     d = tempfile.mkdtemp(prefix="nmi-rn-%d-" % os.getpid())

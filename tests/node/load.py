@@ -41,7 +41,7 @@ def main():
         if now - t0 > duration or (out["requests"] % 20 == 0 and os.path.exists(stopfile)):
             break
         if now < next_at:
-            time.sleep(next_at - now)
+            time.sleep(next_at - now)  # pacing: RATE requests a second
         next_at += 1.0 / rate
         out["requests"] += 1
         reason = None

@@ -22,6 +22,7 @@ import pytest
 
 import devenv
 import nodeenv
+from nmi_pytest.waits import wait_until
 from conftest import UA
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -143,7 +144,7 @@ class Load:
                    "2>&1 < /dev/null &" % (RATE, UA["std"]["client_id"], mode, self.tag,
                                            self.tag))
             exec_in(self.env, STD, name, ["sh", "-c", cmd], check=True)
-        time.sleep(3)  # the loaders are running
+        time.sleep(3)  # the load runs 3 s before the disruption: part of what is measured
         for name, _ in self.pods:
             r = exec_in(self.env, STD, name, ["cat", "/tmp/out-%s.json" % self.tag])
             assert r.stdout == "", "load in %s ended early: %s" % (name, r.stdout)
@@ -154,19 +155,16 @@ class Load:
             exec_in(self.env, STD, name, ["touch", "/tmp/stop-" + self.tag])
 
     def stop(self):
-        time.sleep(2)  # after the disruption, some more
+        time.sleep(2)  # and 2 s after the disruption: part of what is measured
         for name, _ in self.pods:
             exec_in(self.env, STD, name, ["touch", "/tmp/stop-" + self.tag], check=True)
         results = []
         for name, _ in self.pods:
-            deadline = time.monotonic() + 30
-            while True:
+            def printed():
                 out = exec_in(self.env, STD, name, ["cat", "/tmp/out-%s.json" % self.tag]).stdout
-                lines = [line for line in out.splitlines() if line.startswith("{")]
-                if lines or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            assert lines, "load in %s printed nothing: %s" % (name, out)
+                return [line for line in out.splitlines() if line.startswith("{")]
+            lines = wait_until(printed, 30, interval=0.2,
+                               message="the result of the load in %s" % name)
             results.append(dict(json.loads(lines[-1]), pod=name))
         return results
 
@@ -195,15 +193,17 @@ def wait_rollout(env, timeout=120):
     """The DaemonSet rolled out and exactly one nmi pod, ready, is left."""
     env.kubectl("-n", nodeenv.NMI_NAMESPACE, "rollout", "status", "daemonset/nmi",
                 "--timeout=%ds" % timeout, timeout=timeout + 30)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def one_ready():
         pods = nmi_pods(env)
         if len(pods) == 1 and is_ready(pods[0]) and \
                 not pods[0]["metadata"].get("deletionTimestamp"):
             return pods[0]
-        time.sleep(0.2)
-    raise AssertionError("nmi pods: %s" % [(p["metadata"]["name"], is_ready(p)) for p in
-                                            nmi_pods(env)])
+        return None
+    try:
+        return wait_until(one_ready, timeout, interval=0.2, message="one ready nmi pod")
+    except AssertionError:
+        raise AssertionError("nmi pods: %s" % [(p["metadata"]["name"], is_ready(p)) for p in
+                                                nmi_pods(env)]) from None
 
 
 def helm_values(env, tag):
@@ -250,7 +250,7 @@ def test_install_runs_the_chart_under_containerd_and_is_ready_only_after_its_rul
             except Exception:  # noqa: BLE001 - a sample lost is not a finding
                 continue
             samples.append((ready, rules_in_place(env)))
-            time.sleep(0.02)
+            time.sleep(0.02)  # pacing of the sampler
 
     t = threading.Thread(target=sample)
     t.start()
@@ -430,11 +430,11 @@ def test_a_kubelet_restart_under_load_fails_no_request(node):
     nmi_uid = nmi_pods(env)[0]["metadata"]["uid"]
     with Load(env, LOAD_PODS) as load:
         devenv.stop_pid(env.state["pids"]["kubelet"], "kubelet")
-        time.sleep(3)
+        time.sleep(3)  # the disruption: 3 s without a kubelet
         env.start_kubelet()
         env._wait(env.node_ready, 60, "node not Ready after the kubelet restart",
                   log_name="kubelet")
-        time.sleep(3)
+        time.sleep(3)  # load on the restarted kubelet: part of what is measured
         results = load.stop()
     load.check(results, "kubelet restart")
     assert nmi_pods(env)[0]["metadata"]["uid"] == nmi_uid  # the containers ran on
@@ -462,14 +462,14 @@ def test_a_wrong_image_tag_fails_visibly_and_the_old_nmi_keeps_serving(node):
     with Load(env, LOAD_PODS) as load:
         env.helm("upgrade", nodeenv.NMI_RELEASE, nodeenv.CHART, "-n", nodeenv.NMI_NAMESPACE,
                  "--reuse-values", "--set", "image.tag=no-such-tag")
-        reason, deadline = None, time.monotonic() + 60
-        while time.monotonic() < deadline and reason not in ("ErrImagePull", "ImagePullBackOff"):
+        def pull_failed():
             for p in nmi_pods(env):
                 for s in p.get("status", {}).get("containerStatuses", []):
-                    if s["image"].endswith(":no-such-tag"):
-                        reason = s["state"].get("waiting", {}).get("reason")
-            time.sleep(0.5)
-        assert reason in ("ErrImagePull", "ImagePullBackOff"), reason
+                    if s["image"].endswith(":no-such-tag") and s["state"].get(
+                            "waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff"):
+                        return True
+            return False
+        wait_until(pull_failed, 60, interval=0.5, message="ErrImagePull or ImagePullBackOff")
         assert rules_in_place(env)
         env.helm("upgrade", nodeenv.NMI_RELEASE, nodeenv.CHART, "-n", nodeenv.NMI_NAMESPACE,
                  "--reuse-values", "--set", "image.tag=" + good, "--wait", "--timeout", "120s")
@@ -492,12 +492,9 @@ def test_time_from_container_start_to_first_token(node):
         t0 = time.monotonic()
         apply(env, [pod(env, name, MGD, {"aadpodidbinding": "mgd"},
                         command=["sh", "-c", script])])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            phase = get_json(env, "-n", MGD, "pod", name)["status"].get("phase")
-            if phase in ("Succeeded", "Failed"):
-                break
-            time.sleep(0.05)
+        phase = wait_until(lambda: (lambda ph: ph if ph in ("Succeeded", "Failed") else None)(
+            get_json(env, "-n", MGD, "pod", name)["status"].get("phase")), 60, interval=0.05,
+            message="pod %s to complete" % name)
         from_create.append((time.monotonic() - t0) * 1000)
         assert phase == "Succeeded", phase
         logs = env.kubectl("-n", MGD, "logs", name).stdout
@@ -529,15 +526,13 @@ def test_a_node_reboot_lets_no_pod_reach_imds_before_nmi_with_the_boot_guard(nod
         seq = emulator_seq(env)
         t0 = time.monotonic()
         env.reboot(boot_guard=guard)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        def back():
             pods = nmi_pods(env)
-            prober = get_json(env, "-n", STD, "pod", "prober")
-            if pods and is_ready(pods[0]) and rules_in_place(env) and is_ready(prober):
-                break
-            time.sleep(0.2)
+            return (pods and is_ready(pods[0]) and rules_in_place(env)
+                    and is_ready(get_json(env, "-n", STD, "pod", "prober")))
+        wait_until(back, 120, interval=0.2, message="nmi, its rules and the prober back")
         up = time.monotonic() - t0
-        time.sleep(3)
+        time.sleep(3)  # the prober runs on for 3 s: what it sends now must not leak either
         leaked = [e for e in pod_requests_at_azure(env, seq)]
         times = [datetime.datetime.fromisoformat(e["time"].replace("Z", "+00:00"))
                  for e in leaked]
@@ -558,9 +553,8 @@ def test_helm_uninstall_removes_the_rules_and_nmi(node):
     env = node
     env.helm("uninstall", nodeenv.NMI_RELEASE, "-n", nodeenv.NMI_NAMESPACE, "--wait",
              "--timeout", "120s")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (nmi_pods(env) or rules_in_place(env)):
-        time.sleep(0.2)
+    wait_until(lambda: not (nmi_pods(env) or rules_in_place(env)), 60, interval=0.2,
+               message="nmi's pods and rules to go")
     assert not nmi_pods(env)
     nat = env.run_in(env.node_ns, [env.ipt("iptables-save"), "-t", "nat"]).stdout
     assert "NMI-METADATA" not in nat, nat

@@ -14,7 +14,6 @@ Pieces:
     Conn is a persistent connection. Every client can bind its source address (a pod's IP) and
     can open its socket inside another network namespace.
 """
-import base64
 import ctypes
 import json
 import os
@@ -29,14 +28,17 @@ import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+LIB = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(LIB))
+if LIB not in sys.path:
+    sys.path.insert(0, LIB)
 
 from azure_emulator import AzureEmulator, decode_jwt  # noqa: E402
+from nmi_pytest.waits import wait_until  # noqa: E402
 
 NMI_BINARY = os.environ.get("NMI_BINARY") or "/tmp/b-main/bin/nmi"
 NMI_EMULATOR = os.environ.get("NMI_EMULATOR") or "/tmp/b-main/bin/azure-emulator"
-NODE = "node-1"
+NODE = "node-1"  # nmi_pytest.objects.NODE
 TOKEN_PATH = "/metadata/identity/oauth2/token"
 
 EMULATOR_STACK = os.environ.get("NMI_EMULATOR_STACK") or "go"
@@ -123,7 +125,7 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _in_netns(netns_path, fn):
+def in_netns(netns_path, fn):
     """Run fn() on a fresh thread that has joined the network namespace at netns_path (sockets
     created there stay in that namespace); returns its result or raises its exception."""
     out = {}
@@ -148,6 +150,30 @@ def _in_netns(netns_path, fn):
     return out["value"]
 
 
+class NamedNetns:
+    """A named network namespace (ip netns): what Nmi needs of a namespace (a path for setns
+    and a command prefix). With create=True it is added here, with lo up, and close() deletes
+    it; otherwise it is someone else's and close() leaves it."""
+
+    def __init__(self, name, create=False):
+        self.name = name
+        self.path = "/run/netns/" + name
+        self.created = False
+        if create:
+            subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+            self.created = True
+            subprocess.run(self.prefix() + ["ip", "link", "set", "lo", "up"], check=True)
+
+    def prefix(self):
+        return ["ip", "netns", "exec", self.name]
+
+    def close(self):
+        if self.created:
+            subprocess.run(["ip", "netns", "delete", self.name], check=False,
+                           capture_output=True)
+            self.created = False
+
+
 class NetNs:
     """A network namespace held by `unshare -n sleep`, with lo up and a bridge (no ports)
     carrying `address`/24: a local, non-loopback address that exists only in this namespace."""
@@ -157,12 +183,12 @@ class NetNs:
         self.proc = subprocess.Popen(["unshare", "--net", "--", "sleep", "600"],
                                      stdin=subprocess.DEVNULL)
         self.path = "/proc/%d/ns/net" % self.proc.pid
-        deadline = time.monotonic() + 5
-        while os.readlink(self.path) == os.readlink("/proc/self/ns/net"):
-            if time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError("unshare did not create a network namespace")
-            time.sleep(0.01)
+        try:
+            wait_until(lambda: os.readlink(self.path) != os.readlink("/proc/self/ns/net"),
+                       timeout=5, interval=0.01, message="unshare to create a network namespace")
+        except AssertionError:
+            self.close()
+            raise
         for cmd in (["ip", "link", "set", "lo", "up"],
                     ["ip", "link", "add", "nmitest0", "type", "bridge"],
                     ["ip", "addr", "add", address + "/24", "dev", "nmitest0"],
@@ -229,7 +255,7 @@ def connect(port, source=None, host="127.0.0.1", timeout=10.0, netns=None):
         s.connect((host, port))
         return s
 
-    return _in_netns(netns, make) if netns else make()
+    return in_netns(netns, make) if netns else make()
 
 
 def _read_response(sock, buf, head_only=False):
@@ -382,78 +408,11 @@ class Conn:
 
 
 # ---------------------------------------------------------------------------------------------
-# Identity-file objects
+# Objects (nmi_pytest/objects.py): the identity file's and the API server's
 # ---------------------------------------------------------------------------------------------
 
-API = "aadpodidentity.k8s.io/v1"
-
-
-def pod(name, ns, ip, labels=None, phase="Running", node=NODE, uid=None, host_network=False):
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "uid": uid or str(uuid.uuid4()),
-                     "labels": dict(labels or {})},
-        "spec": {"nodeName": node, "hostNetwork": host_network},
-        "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}]},
-    }
-
-
-def secret(name, ns, data=None, string_data=None):
-    obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns}}
-    if data is not None:
-        obj["data"] = {k: base64.b64encode(v if isinstance(v, bytes) else v.encode()).decode()
-                       for k, v in data.items()}
-    if string_data is not None:
-        obj["stringData"] = dict(string_data)
-    return obj
-
-
-def azure_identity(name, ns, client_id="", type=0, resource_id="", tenant_id="", ad_endpoint="",
-                   secret_ref=None, namespaced=False):
-    spec = {"type": type, "clientID": client_id}
-    if resource_id:
-        spec["resourceID"] = resource_id
-    if tenant_id:
-        spec["tenantID"] = tenant_id
-    if ad_endpoint:
-        spec["adEndpoint"] = ad_endpoint
-    if secret_ref:
-        spec["clientPassword"] = {"name": secret_ref[1], "namespace": secret_ref[0]}
-    meta = {"name": name, "namespace": ns}
-    if namespaced:
-        meta["annotations"] = {"aadpodidentity.k8s.io/Behavior": "namespaced"}
-    return {"apiVersion": API, "kind": "AzureIdentity", "metadata": meta, "spec": spec}
-
-
-def binding(name, ns, identity_name, selector=None):
-    spec = {"azureIdentity": identity_name}
-    if selector is not None:
-        spec["selector"] = selector
-    return {"apiVersion": API, "kind": "AzureIdentityBinding",
-            "metadata": {"name": name, "namespace": ns}, "spec": spec}
-
-
-def assigned(pod_obj, identity_obj, status="Assigned", name=None, binding_obj=None):
-    """An AzureAssignedIdentity of identity_obj to pod_obj (in the identity's namespace, as MIC
-    creates them), with status.status = status ("" = legacy, no status)."""
-    pm = pod_obj["metadata"]
-    im = identity_obj["metadata"]
-    spec = {"azureIdentityRef": identity_obj, "pod": pm["name"], "podNamespace": pm["namespace"],
-            "nodename": NODE}
-    if binding_obj is not None:
-        spec["azureBindingRef"] = binding_obj
-    obj = {"apiVersion": API, "kind": "AzureAssignedIdentity",
-           "metadata": {"name": name or "%s-%s-%s" % (pm["name"], pm["namespace"], im["name"]),
-                        "namespace": im["namespace"], "labels": {"nodename": NODE}},
-           "spec": spec}
-    if status is not None:
-        obj["status"] = {"status": status}
-    return obj
-
-
-def exception(name, ns, pod_labels):
-    return {"apiVersion": API, "kind": "AzurePodIdentityException",
-            "metadata": {"name": name, "namespace": ns}, "spec": {"podLabels": dict(pod_labels)}}
+from nmi_pytest.objects import (  # noqa: E402,F401 - re-exported: harness.pod(...)
+    API, assigned, azure_identity, binding, exception, pod, secret)
 
 
 def client_id_for(tag):
@@ -568,6 +527,13 @@ class Nmi:
         os.rename(tmp, self.identity_file)
         return t
 
+    def load_objects(self, objects, timeout=5.0):
+        """write_objects(), then waits until nmi has logged loading the new file."""
+        offset = self.log_size()
+        t = self.write_objects(objects)
+        assert self.wait_for_log(r"identity file loaded", offset, timeout), self.log_since(offset)
+        return t
+
     # -- process ---------------------------------------------------------------------------------
     def argv(self):
         mhost, mport = self.metadata_endpoint.rsplit(":", 1)
@@ -591,22 +557,28 @@ class Nmi:
             args += ["--nmi-listen-address", self.listen_address]
         return args + self.extra_args
 
+    def spawn(self):
+        """Starts the process on the ports already chosen and returns at once (no proxy
+        variables, FORCENAMESPACED or NODE_NAME from this environment)."""
+        argv = self.argv()
+        if self.netns is not None:
+            argv = self.netns.prefix() + argv
+        env = dict(os.environ)
+        for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
+                  "no_proxy", "FORCENAMESPACED", "NODE_NAME"):
+            env.pop(k, None)
+        env.update(self.env or {})
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=env)
+        return self
+
     def start(self, ready_timeout=10.0):
         for attempt in range(3):
             self.port = free_port(self.file_index)
             self.probe_port = free_port(self.file_index)
             self.metrics_port = free_port(self.file_index)
-            argv = self.argv()
-            if self.netns is not None:
-                argv = self.netns.prefix() + argv
-            env = dict(os.environ)
-            for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
-                      "no_proxy", "FORCENAMESPACED", "NODE_NAME"):
-                env.pop(k, None)
-            env.update(self.env or {})
-            self._log = open(self.log_path, "ab")
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                         stderr=subprocess.STDOUT, env=env)
+            self.spawn()
             try:
                 self._wait_ready(ready_timeout)
                 return self
@@ -619,19 +591,18 @@ class Nmi:
         raise NmiError("could not start nmi")
 
     def _wait_ready(self, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready():
             if self.proc.poll() is not None:
                 raise NmiError("nmi exited with %s before it was ready:\n%s"
                                % (self.proc.returncode, self.log()))
             try:
-                r = self.probe("/readyz", timeout=1.0)
-                if r.status == 200:
-                    return
+                return self.probe("/readyz", timeout=1.0).status == 200
             except (OSError, ConnectionClosed):
-                pass
-            time.sleep(0.02)
-        raise NmiError("nmi not ready after %.0f s:\n%s" % (timeout, self.log()))
+                return False
+        try:
+            wait_until(ready, timeout=timeout, message="/readyz")
+        except AssertionError:
+            raise NmiError("nmi not ready after %.0f s:\n%s" % (timeout, self.log())) from None
 
     def stop(self, check=True, timeout=10.0):
         """SIGTERM the process this object started, SIGKILL after `timeout`; with check, raise
@@ -687,14 +658,11 @@ class Nmi:
 
     def wait_for_log(self, pattern, offset=0, timeout=5.0):
         rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.log_since(offset)
-            if rx.search(text):
-                return text
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.02)
+        try:
+            return wait_until(lambda: (lambda text: text if rx.search(text) else None)(
+                self.log_since(offset)), timeout=timeout, message="log line " + pattern)
+        except AssertionError:
+            return None
 
     def probe(self, path, timeout=5.0):
         return request(self.probe_port, path, host="127.0.0.1", timeout=timeout,
