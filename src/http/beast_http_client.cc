@@ -490,16 +490,25 @@ Task<Result<ClientResponse>> BeastHttpClient::exchange(const ConnectionPtr& conn
   co_return reader.take();
 }
 
+Result<Url> BeastHttpClient::admit(const std::string& url_text, std::string& key) {
+  auto url = parseUrl(url_text);
+  if (!url) {
+    return url.error();
+  }
+  key = url->scheme + "://" + url->authority();
+  if (!reserve(key)) {
+    return makeError(ErrorCode::Unavailable,
+                     fmt::format("too many open connections to {}", url->authority()));
+  }
+  return url;
+}
+
 Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
                                                    CancellationSignal* cancel) {
-  auto url = parseUrl(request.url);
+  std::string key;
+  auto url = admit(request.url, key);
   if (!url) {
     co_return url.error();
-  }
-  const std::string key = url->scheme + "://" + url->authority();
-  if (!reserve(key)) {
-    co_return makeError(ErrorCode::Unavailable,
-                        fmt::format("too many open connections to {}", url->authority()));
   }
   const Reservation reservation([this, key] { unreserve(key); });
   auto executor = co_await asio::this_coro::executor;
@@ -566,14 +575,10 @@ Task<Result<ClientResponse>> BeastHttpClient::stream(ClientRequest request,
                                                      std::chrono::milliseconds silence,
                                                      BodyReceiver& receiver,
                                                      CancellationSignal* cancel) {
-  auto url = parseUrl(request.url);
+  std::string key;
+  auto url = admit(request.url, key);
   if (!url) {
     co_return url.error();
-  }
-  const std::string key = url->scheme + "://" + url->authority();
-  if (!reserve(key)) {
-    co_return makeError(ErrorCode::Unavailable,
-                        fmt::format("too many open connections to {}", url->authority()));
   }
   const Reservation reservation([this, key] { unreserve(key); });
   auto executor = co_await asio::this_coro::executor;

@@ -75,6 +75,9 @@ class BeastHttpClient final : public HttpClient {
                                         const ClientRequest& request, MonotonicTime deadline);
   ConnectionPtr takeIdle(const std::string& key);
   void putIdle(const std::string& key, ConnectionPtr connection);
+  // `url_text` parsed, with a connection slot reserved for its host under `key` (the caller
+  // unreserve()s it). Errors: InvalidArgument (bad URL), Unavailable (max_open_per_host reached).
+  Result<Url> admit(const std::string& url_text, std::string& key);
   bool reserve(const std::string& key);
   void unreserve(const std::string& key);
 
