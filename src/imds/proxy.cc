@@ -75,7 +75,7 @@ http::Headers forwardedRequestFields(const http::Request& request) {
       connection.push_back(field.value());
     }
   }
-  const auto namedByConnection = [&connection](std::string_view name) {
+  const auto named_by_connection = [&connection](std::string_view name) {
     return std::any_of(connection.begin(), connection.end(),
                        [name](std::string_view list) { return listsToken(list, name); });
   };
@@ -84,7 +84,7 @@ http::Headers forwardedRequestFields(const http::Request& request) {
     const std::string_view name = field.name_string();
     if (isHopByHop(name) || boost::beast::iequals(name, "host") ||
         boost::beast::iequals(name, "content-length") || boost::beast::iequals(name, "expect") ||
-        namedByConnection(name)) {
+        named_by_connection(name)) {
       continue;
     }
     out.emplace_back(std::string(name), std::string(field.value()));

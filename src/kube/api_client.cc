@@ -64,8 +64,8 @@ class WatchLines final : public http::BodyReceiver {
 }  // namespace
 
 Result<std::shared_ptr<BeastApiTransport>> BeastApiTransport::create(
-    boost::asio::any_io_executor executor, const RestConfig& config, TransportOptions options,
-    const Clock& clock) {
+    boost::asio::any_io_executor executor, const RestConfig& config,
+    const TransportOptions& options, const Clock& clock) {
   http::ClientOptions client_options;
   client_options.user_agent = options.user_agent;
   client_options.tls.ca_pem = config.ca_pem;

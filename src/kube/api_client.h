@@ -100,7 +100,7 @@ class BeastApiTransport final : public ApiTransport {
   // which, never its content).
   static Result<std::shared_ptr<BeastApiTransport>> create(boost::asio::any_io_executor executor,
                                                            const RestConfig& config,
-                                                           TransportOptions options,
+                                                           const TransportOptions& options,
                                                            const Clock& clock);
   ~BeastApiTransport() override;
   BeastApiTransport(const BeastApiTransport&) = delete;

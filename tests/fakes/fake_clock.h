@@ -170,7 +170,7 @@ class FakeClock final : public Clock {
         const std::lock_guard lock(state_->mu);
         if (woken_) {
           woken_ = false;
-          const auto self = this;
+          auto* const self = this;
           std::erase_if(state_->pending,
                         [self](const Pending& p) { return p.timer.lock().get() == self; });
           co_return true;
