@@ -42,18 +42,35 @@ class CancellationSignal {
   }
 
   // Returns an id for remove() (never 0). Runs `cb` at once, and returns 0, if already
-  // cancelled.
+  // cancelled. The first add() runs the onFirstListener hook (on its own thread, before
+  // returning).
   std::size_t add(Callback cb) {
+    Callback first;
+    std::size_t id = 0;
     {
       const std::lock_guard lock(mu_);
       if (!cancelled_) {
-        const std::uint64_t id = ++last_id_;
-        callbacks_.emplace(id, std::move(cb));
-        return static_cast<std::size_t>(id);
+        id = static_cast<std::size_t>(++last_id_);
+        callbacks_.emplace(last_id_, std::move(cb));
+        first.swap(on_first_listener_);
       }
     }
-    cb();
-    return 0;
+    if (id == 0) {
+      cb();
+      return 0;
+    }
+    if (first) {
+      first();
+    }
+    return id;
+  }
+
+  // `hook` runs once, when an operation first listens (add()): for a signal whose source costs
+  // something to watch (a client's socket), so that it is watched only when someone waits on
+  // it. Null clears it.
+  void onFirstListener(Callback hook) {
+    const std::lock_guard lock(mu_);
+    on_first_listener_ = std::move(hook);
   }
 
   // Drops a callback whose operation finished (it will not be called). Unknown ids (0, removed,
@@ -74,6 +91,7 @@ class CancellationSignal {
   bool cancelled_ = false;
   std::uint64_t last_id_ = 0;
   std::map<std::uint64_t, Callback> callbacks_;
+  Callback on_first_listener_;
 };
 
 using CancellationSignalPtr = std::shared_ptr<CancellationSignal>;

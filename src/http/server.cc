@@ -76,9 +76,11 @@ bool peerClosed(int fd) {
   return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
-// The ClientWatch of one request: a readiness wait on the connection's socket, started on the
-// first arm(); a readable socket whose peek says EOF (or an error) means the client went away.
-// Lives in the session coroutine's frame; runs on the connection's strand.
+// The ClientWatch of one request: a readiness wait on the connection's socket, started when an
+// operation first listens to the signal arm() returned (a cache hit never does, so it never
+// touches the socket); a readable socket whose peek says EOF (or an error) means the client went
+// away. Lives in the session coroutine's frame; runs on the connection's strand, where the
+// handler's operations listen.
 class SocketWatch final : public ClientWatch {
  public:
   SocketWatch(tcp::socket& socket, bool allowed)
@@ -88,19 +90,15 @@ class SocketWatch final : public ClientWatch {
   ~SocketWatch() override { disarm(); }
 
   CancellationSignal* arm() override {
-    if (allowed_ && !armed_) {
-      armed_ = true;
-      socket_.async_wait(tcp::socket::wait_read,
-                         [fd = socket_.native_handle(), gone = signal_](error_code ec) {
-                           if (!ec && peerClosed(fd)) {
-                             gone->cancel();
-                           }
-                         });
+    if (allowed_ && !hooked_) {
+      hooked_ = true;
+      signal_->onFirstListener([this] { watch(); });
     }
     return signal_.get();
   }
   // Ends the readiness wait (its handler then sees operation_aborted).
   void disarm() {
+    signal_->onFirstListener(nullptr);
     if (armed_) {
       armed_ = false;
       error_code ec;
@@ -110,8 +108,22 @@ class SocketWatch final : public ClientWatch {
   bool fired() const { return signal_->cancelled(); }
 
  private:
+  void watch() {
+    if (armed_) {
+      return;
+    }
+    armed_ = true;
+    socket_.async_wait(tcp::socket::wait_read,
+                       [fd = socket_.native_handle(), gone = signal_](error_code ec) {
+                         if (!ec && peerClosed(fd)) {
+                           gone->cancel();
+                         }
+                       });
+  }
+
   tcp::socket& socket_;
   const bool allowed_;
+  bool hooked_ = false;
   bool armed_ = false;
   std::shared_ptr<CancellationSignal> signal_;
 };

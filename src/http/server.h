@@ -43,8 +43,9 @@ Response plainText(boost::beast::http::status status, std::string body, unsigned
 class ClientWatch {
  public:
   virtual ~ClientWatch() = default;
-  // Starts watching (once) and returns the signal that fires when the client goes away. Call it
-  // from the handler (on the connection's strand) before suspending.
+  // The signal that fires when the client goes away. Watching starts when an operation first
+  // listens to it (CancellationSignal::add, from the connection's strand): a request answered
+  // without waiting costs nothing.
   virtual CancellationSignal* arm() = 0;
 };
 

@@ -5,8 +5,10 @@
 #include <optional>
 #include <string_view>
 #include <utility>
+#include <variant>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/beast/http/field.hpp>
 #include <fmt/format.h>
 
@@ -145,14 +147,18 @@ Task<http::Response> ImdsHandler::token(const http::Request& request, const Cano
   // Find the calling pod by its address. An address nobody claims yet (a pod just started, or
   // caches not synced) waits for events up to pod_wait; it never falls back to a former owner.
   PodMatch match;
-  const std::function<bool()> claimed = [&] {
+  const auto claimed = [&] {
     match = identity::matchPodByIp(source_.ipClaims(ip), clock_.systemNow());
     return match.kind != PodMatch::Kind::Unknown;
   };
-  const std::optional<Reply> no_pod =
-      co_await waitForPod(claimed, Reply::PodNotFound, context, outcome);
-  if (no_pod) {
-    co_return makeReply(*no_pod, version);
+  // Most requests find their pod at once; only the others enter the wait (and pay for it).
+  if (!source_.hasSynced() || !claimed()) {
+    const std::function<bool()> found = claimed;
+    const std::optional<Reply> no_pod =
+        co_await waitForPod(found, Reply::PodNotFound, context, outcome);
+    if (no_pod) {
+      co_return makeReply(*no_pod, version);
+    }
   }
   if (match.kind == PodMatch::Kind::Unknown) {
     outcome.detail = match.refused.empty() ? fmt::format("no pod with ip {}", ip)
@@ -191,14 +197,17 @@ Task<http::Response> ImdsHandler::hostToken(const http::Request& request,
     co_return makeReply(Reply::ResourceMissing, version);
   }
   std::optional<identity::PodInfo> pod;
-  const std::function<bool()> exists = [&] {
+  const auto exists = [&] {
     pod = source_.podByName(pod_ns, pod_name);
     return pod.has_value();
   };
-  const std::optional<Reply> no_pod =
-      co_await waitForPod(exists, Reply::IdentityNotFound, context, outcome);
-  if (no_pod) {
-    co_return makeReply(*no_pod, version);
+  if (!source_.hasSynced() || !exists()) {
+    const std::function<bool()> found = exists;
+    const std::optional<Reply> no_pod =
+        co_await waitForPod(found, Reply::IdentityNotFound, context, outcome);
+    if (no_pod) {
+      co_return makeReply(*no_pod, version);
+    }
   }
   if (!pod) {
     outcome.detail = fmt::format("pod {} doesn't exist", quoteLogValue(pod_ns + "/" + pod_name));
@@ -246,7 +255,7 @@ Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,
                                                    !host_endpoint};
   // Re-decide on every change until the data allows an answer or the budget is spent.
   identity::Decision decision;
-  const PendingCheck undecided = [&]() -> std::optional<MonotonicTime> {
+  const auto undecided = [&]() -> std::optional<MonotonicTime> {
     decision = identity::resolve(identity::gatherInput(source_, pod, options_.mode), wanted,
                                  resolver_options);
     if (decision.kind != DecisionKind::Wait) {
@@ -254,8 +263,13 @@ Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,
     }
     return context.received_at + identity::waitBudget(decision.wait_reason, options_.wait);
   };
-  const WaitEnd waited = co_await waitForData(source_.changes(), undecided, context.clientGone(),
-                                              metrics_.requests_waiting);
+  // Most requests are decided at once; only undecided ones enter the wait.
+  WaitEnd waited = WaitEnd::Ready;
+  if (undecided()) {
+    const PendingCheck check = undecided;
+    waited = co_await waitForData(source_.changes(), check, context.clientGone(),
+                                  metrics_.requests_waiting);
+  }
   if (waited == WaitEnd::ClientGone) {
     outcome.detail = fmt::format("pod {}/{}: client went away while waiting ({})", pod.ns, pod.name,
                                  identity::waitReasonName(decision.wait_reason));
@@ -321,9 +335,15 @@ Task<http::Response> ImdsHandler::decideAndFetch(const http::Request& request,
     }
   }
   const std::string requester = pod.uid.empty() ? pod.ns + "/" + pod.name : pod.uid;
-  // One cache access: a hit is answered without suspending.
-  const Result<token::AccessToken> token =
-      co_await tokens_.get(token_request, requester, context.clientGone());
+  // One cache access: a hit is answered at once, without a coroutine; a miss is waited for.
+  const auto executor = co_await boost::asio::this_coro::executor;
+  token::TokenAnswer answer = tokens_.get(token_request, requester, executor, context.clientGone());
+  Result<token::AccessToken> token = makeError(ErrorCode::Internal, "no answer");
+  if (auto* ready = std::get_if<Result<token::AccessToken>>(&answer)) {
+    token = std::move(*ready);
+  } else {
+    token = co_await std::get<Task<Result<token::AccessToken>>>(std::move(answer));
+  }
   if (!token) {
     outcome.detail = fmt::format("{}; token: {}: {}", decision.reason,
                                  errorCodeName(token.error().code), token.error().message);

@@ -76,13 +76,11 @@ void CachingTokenProvider::countHit(const asio::any_io_executor& executor,
   }
 }
 
-Task<Result<AccessToken>> CachingTokenProvider::get(const TokenRequest& request,
-                                                    std::string_view requester,
-                                                    CancellationSignal* cancel) {
-  // First statement: clang-analyzer 14 misreads this_coro::executor after an early co_return.
-  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+TokenAnswer CachingTokenProvider::get(const TokenRequest& request, std::string_view requester,
+                                      const asio::any_io_executor& executor,
+                                      CancellationSignal* cancel) {
   if (cancel != nullptr && cancel->cancelled()) {
-    co_return cancelledError();
+    return Result<AccessToken>(cancelledError());
   }
   const SystemTime now = clock_.systemNow();
   const MonotonicTime mono = clock_.monotonicNow();
@@ -114,14 +112,15 @@ Task<Result<AccessToken>> CachingTokenProvider::get(const TokenRequest& request,
   }
   if (hit) {
     countHit(executor, request, flight);
-    co_return std::move(*hit);
+    return Result<AccessToken>(std::move(*hit));
   }
   if (rejection) {
     metrics_.token_rejections.Add({{"reason", std::string(*rejection)}}).Increment();
     logger()->warn("requester={} reason={} token request refused", requester, *rejection);
-    co_return makeError(ErrorCode::ResourceExhausted, *rejection == kPerPodKeys
-                                                          ? "too many distinct tokens for this pod"
-                                                          : "too many token fetches for this pod");
+    return Result<AccessToken>(
+        makeError(ErrorCode::ResourceExhausted, *rejection == kPerPodKeys
+                                                    ? "too many distinct tokens for this pod"
+                                                    : "too many token fetches for this pod"));
   }
   if (started) {
     metrics_.cache_misses.Increment();
@@ -129,7 +128,17 @@ Task<Result<AccessToken>> CachingTokenProvider::get(const TokenRequest& request,
   } else {
     metrics_.cache_coalesced.Increment();
   }
-  co_return co_await waitFor(std::move(flight), std::move(timer), request, cancel);
+  return waitFor(std::move(flight), std::move(timer), request, cancel);
+}
+
+Task<Result<AccessToken>> CachingTokenProvider::fetch(TokenRequest request, std::string requester,
+                                                      CancellationSignal* cancel) {
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  TokenAnswer answer = get(request, requester, executor, cancel);
+  if (auto* ready = std::get_if<Result<AccessToken>>(&answer)) {
+    co_return std::move(*ready);
+  }
+  co_return co_await std::get<Task<Result<AccessToken>>>(std::move(answer));
 }
 
 Task<Result<AccessToken>> CachingTokenProvider::waitFor(FlightPtr flight, TimerPtr timer,

@@ -60,12 +60,17 @@ class CachingTokenProvider final : public TokenCache {
   CachingTokenProvider& operator=(const CachingTokenProvider&) = delete;
   ~CachingTokenProvider() override;
 
-  // A token for `request`, on behalf of `requester` (a pod uid, or "host"). A hit returns without
-  // suspending. Errors: those of the upstream providers; ResourceExhausted "too many distinct
-  // tokens for this pod" / "too many token fetches for this pod"; Cancelled (`cancel`, may be
-  // null, fired; the shared fetch goes on while others wait for it).
-  Task<Result<AccessToken>> get(const TokenRequest& request, std::string_view requester,
-                                CancellationSignal* cancel) override;
+  // TokenCache::get: a hit (or a refusal) at once, else the wait for the shared fetch. Errors:
+  // those of the upstream providers; ResourceExhausted "too many distinct tokens for this pod" /
+  // "too many token fetches for this pod"; Cancelled (`cancel`, may be null, fired; the shared
+  // fetch goes on while others wait for it).
+  TokenAnswer get(const TokenRequest& request, std::string_view requester,
+                  const boost::asio::any_io_executor& executor,
+                  CancellationSignal* cancel) override;
+
+  // get() as one coroutine, on the calling coroutine's strand.
+  Task<Result<AccessToken>> fetch(TokenRequest request, std::string requester,
+                                  CancellationSignal* cancel);
 
   // Starts the sweeper (every sweep_interval) on a strand of `executor`; stop() ends it.
   void start(const boost::asio::any_io_executor& executor);

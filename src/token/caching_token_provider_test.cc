@@ -60,7 +60,7 @@ class CachingTokenProviderTest : public ::testing::Test {
   }
 
   Result<AccessToken> get(const TokenRequest& request, const std::string& requester = "pod-a") {
-    return testing::runSync(io_, cache_->get(request, requester, nullptr));
+    return testing::runSync(io_, cache_->fetch(request, std::string(requester), nullptr));
   }
 
   std::shared_ptr<Pending> spawnGet(const TokenRequest& request,
@@ -70,7 +70,7 @@ class CachingTokenProviderTest : public ::testing::Test {
     asio::co_spawn(
         asio::make_strand(io_),
         [this, pending, request, requester, cancel]() -> Task<void> {
-          pending->result.emplace(co_await cache_->get(request, requester, cancel));
+          pending->result.emplace(co_await cache_->fetch(request, std::string(requester), cancel));
         },
         asio::detached);
     return pending;
@@ -290,7 +290,7 @@ TEST_F(CachingTokenProviderTest, CancellingOneOfTwoWaitersLetsTheFetchGoOn) {
 TEST_F(CachingTokenProviderTest, AnAlreadyCancelledRequestDoesNothing) {
   CancellationSignal cancel;
   cancel.cancel();
-  const auto result = testing::runSync(io_, cache_->get(mi(), "pod-a", &cancel));
+  const auto result = testing::runSync(io_, cache_->fetch(mi(), "pod-a", &cancel));
   ASSERT_FALSE(result.has_value());
   EXPECT_EQ(result.error().code, ErrorCode::Cancelled);
   EXPECT_EQ(mi_.calls(), 0U);
@@ -509,7 +509,7 @@ TEST_F(CachingTokenProviderTest, ServesCallersOnSeveralThreads) {
         [this, i, &ok]() -> Task<void> {
           const auto request = i % 2 == 0 ? mi("https://" + std::to_string(i % 7))
                                           : sp("https://" + std::to_string(i % 5));
-          auto token = co_await cache_->get(request, "pod-" + std::to_string(i % 4), nullptr);
+          auto token = co_await cache_->fetch(request, "pod-" + std::to_string(i % 4), nullptr);
           ok += token.has_value() ? 1 : 0;
         },
         asio::detached);

@@ -6,6 +6,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <variant>
+
+#include <boost/asio/any_io_executor.hpp>
 
 #include "common/cancellation.h"
 #include "common/clock.h"
@@ -96,16 +99,22 @@ class TokenProvider {
 
 using TokenProviderPtr = std::unique_ptr<TokenProvider>;
 
+// A token cache's answer: the token (or the refusal) at once, or the wait for a fetch, which the
+// caller co_awaits on its strand.
+using TokenAnswer = std::variant<Result<AccessToken>, Task<Result<AccessToken>>>;
+
 // What the IMDS handler asks of the token cache: one call per request. A token for `request`, on
-// behalf of `requester` (a pod uid, or "host"); a cached token is answered without suspending.
-// Errors: those of the upstream providers; ResourceExhausted (per-requester limits); Cancelled
-// (`cancel`, may be null, fired). Implemented by CachingTokenProvider; tests use
-// tests/fakes/fake_token_cache.h.
+// behalf of `requester` (a pod uid, or "host"): a cached one is answered at once, without a
+// coroutine (a refresh inside the refresh window starts in the background on `executor`, the
+// caller's strand); otherwise the answer is the wait. Errors: those of the upstream providers;
+// ResourceExhausted (per-requester limits); Cancelled (`cancel`, may be null, fired). Implemented
+// by CachingTokenProvider; tests use tests/fakes/fake_token_cache.h.
 class TokenCache {
  public:
   virtual ~TokenCache() = default;
-  virtual Task<Result<AccessToken>> get(const TokenRequest& request, std::string_view requester,
-                                        CancellationSignal* cancel) = 0;
+  virtual TokenAnswer get(const TokenRequest& request, std::string_view requester,
+                          const boost::asio::any_io_executor& executor,
+                          CancellationSignal* cancel) = 0;
 };
 
 }  // namespace nmi::token

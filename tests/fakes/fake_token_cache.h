@@ -38,11 +38,10 @@ class FakeTokenCache final : public token::TokenCache {
     return calls_;
   }
 
-  Task<Result<token::AccessToken>> get(const token::TokenRequest& request,
-                                       std::string_view requester,
-                                       CancellationSignal* /*cancel*/) override {
-    Result<token::AccessToken> result = next(request, requester);
-    co_return result;
+  token::TokenAnswer get(const token::TokenRequest& request, std::string_view requester,
+                         const boost::asio::any_io_executor& /*executor*/,
+                         CancellationSignal* /*cancel*/) override {
+    return next(request, requester);
   }
 
  private:
