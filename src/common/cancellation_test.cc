@@ -107,3 +107,36 @@ TEST(CancelRegistration, ResetUnregistersAndANullSignalRegistersNothing) {
 
 }  // namespace
 }  // namespace nmi
+
+namespace nmi {
+namespace {
+
+TEST(CancellationSignalHookTest, TheFirstListenerRunsTheHookOnceAndACancelledSignalNever) {
+  CancellationSignal signal;
+  int runs = 0;
+  signal.onFirstListener([&runs] { ++runs; });
+  EXPECT_FALSE(signal.cancelled());
+  EXPECT_EQ(runs, 0);  // nobody listens yet: nothing is watched
+  const std::size_t first = signal.add([] {});
+  EXPECT_EQ(runs, 1);
+  signal.add([] {});
+  EXPECT_EQ(runs, 1);
+  signal.remove(first);
+
+  CancellationSignal gone;
+  gone.onFirstListener([&runs] { ++runs; });
+  gone.cancel();
+  int called = 0;
+  EXPECT_EQ(gone.add([&called] { ++called; }), 0U);
+  EXPECT_EQ(called, 1);
+  EXPECT_EQ(runs, 1);
+
+  CancellationSignal cleared;
+  cleared.onFirstListener([&runs] { ++runs; });
+  cleared.onFirstListener(nullptr);
+  cleared.add([] {});
+  EXPECT_EQ(runs, 1);
+}
+
+}  // namespace
+}  // namespace nmi
