@@ -93,18 +93,6 @@ void enableKeepAlive(tcp::socket& socket) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &kProbes, sizeof(kProbes));
 }
 
-// Releases a per-host reservation when the exchange ends, however it ends.
-class Reservation {
- public:
-  Reservation(std::function<void()> release) : release_(std::move(release)) {}  // NOLINT
-  ~Reservation() { release_(); }
-  Reservation(const Reservation&) = delete;
-  Reservation& operator=(const Reservation&) = delete;
-
- private:
-  std::function<void()> release_;
-};
-
 }  // namespace
 
 Result<std::unique_ptr<BeastHttpClient>> BeastHttpClient::create(asio::any_io_executor executor,
@@ -490,34 +478,40 @@ Task<Result<ClientResponse>> BeastHttpClient::exchange(const ConnectionPtr& conn
   co_return reader.take();
 }
 
-Result<Url> BeastHttpClient::admit(const std::string& url_text, std::string& key) {
-  auto url = parseUrl(url_text);
+BeastHttpClient::Slot::~Slot() {
+  if (client_ != nullptr) {
+    client_->unreserve(key);
+  }
+}
+
+Result<BeastHttpClient::Slot> BeastHttpClient::admit(const ClientRequest& request) {
+  auto url = parseUrl(request.url);
   if (!url) {
     return url.error();
   }
-  key = url->scheme + "://" + url->authority();
+  std::string key = url->scheme + "://" + url->authority();
   if (!reserve(key)) {
     return makeError(ErrorCode::Unavailable,
                      fmt::format("too many open connections to {}", url->authority()));
   }
-  return url;
+  return Slot(this, std::move(*url), std::move(key),
+              transportClock().monotonicNow() + request.timeout);
 }
 
 Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
                                                    CancellationSignal* cancel) {
-  std::string key;
-  auto url = admit(request.url, key);
-  if (!url) {
-    co_return url.error();
+  auto slot = admit(request);
+  if (!slot) {
+    co_return slot.error();
   }
-  const Reservation reservation([this, key] { unreserve(key); });
+  const Url& url = slot->url;
+  const MonotonicTime deadline = slot->deadline;
   auto executor = co_await asio::this_coro::executor;
-  const MonotonicTime deadline = transportClock().monotonicNow() + request.timeout;
 
   for (int attempt = 0;; ++attempt) {
     // The retry after a failed pooled connection goes on a new one: the other pooled connections
     // are as old, and a server that went away closed them all.
-    ConnectionPtr connection = attempt == 0 ? takeIdle(key) : nullptr;
+    ConnectionPtr connection = attempt == 0 ? takeIdle(slot->key) : nullptr;
     const bool reused = connection != nullptr;
     if (!connection) {
       connection = std::make_shared<Connection>(executor_);
@@ -534,7 +528,7 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
     Result<ClientResponse> result = makeError(ErrorCode::Internal, "not sent");
     bool established = reused;
     if (!reused) {
-      auto up = co_await open(connection, *url, deadline);
+      auto up = co_await open(connection, url, deadline);
       if (up) {
         established = true;
       } else {
@@ -542,7 +536,7 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
       }
     }
     if (established) {
-      result = co_await exchange(connection, *url, request, deadline);
+      result = co_await exchange(connection, url, request, deadline);
     }
     if (cancel != nullptr) {
       on_cancel.reset();
@@ -563,7 +557,7 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
       co_return result;
     }
     if (connection->reusable) {
-      putIdle(key, connection);
+      putIdle(slot->key, connection);
     } else {
       connection->close();
     }
@@ -575,14 +569,13 @@ Task<Result<ClientResponse>> BeastHttpClient::stream(ClientRequest request,
                                                      std::chrono::milliseconds silence,
                                                      BodyReceiver& receiver,
                                                      CancellationSignal* cancel) {
-  std::string key;
-  auto url = admit(request.url, key);
-  if (!url) {
-    co_return url.error();
+  auto slot = admit(request);
+  if (!slot) {
+    co_return slot.error();
   }
-  const Reservation reservation([this, key] { unreserve(key); });
+  const Url& url = slot->url;
+  const MonotonicTime deadline = slot->deadline;
   auto executor = co_await asio::this_coro::executor;
-  const MonotonicTime deadline = transportClock().monotonicNow() + request.timeout;
   const auto connection = std::make_shared<Connection>(executor_);
   // Cancellation closes the socket on this coroutine's executor: whatever the stream does then
   // (waiting for the head, or between two reads) ends at once.
@@ -594,12 +587,12 @@ Task<Result<ClientResponse>> BeastHttpClient::stream(ClientRequest request,
     });
   });
   Result<ClientResponse> result = makeError(ErrorCode::Internal, "not sent");
-  if (auto up = co_await open(connection, *url, deadline); !up) {
+  if (auto up = co_await open(connection, url, deadline); !up) {
     result = up.error();
   } else {
-    bhttp::request<bhttp::string_body> req = wireRequest(*url, request, options_.user_agent);
+    bhttp::request<bhttp::string_body> req = wireRequest(url, request, options_.user_agent);
     const std::string what =
-        fmt::format("{} {}", std::string(req.method_string()), url->authority());
+        fmt::format("{} {}", std::string(req.method_string()), url.authority());
     connection->lowest().expires_at(deadline);
     // (No co_await inside ?: — g++ 12 miscompiles it.)
     if (connection->tls) {

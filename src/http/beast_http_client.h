@@ -75,9 +75,31 @@ class BeastHttpClient final : public HttpClient {
                                         const ClientRequest& request, MonotonicTime deadline);
   ConnectionPtr takeIdle(const std::string& key);
   void putIdle(const std::string& key, ConnectionPtr connection);
-  // `url_text` parsed, with a connection slot reserved for its host under `key` (the caller
-  // unreserve()s it). Errors: InvalidArgument (bad URL), Unavailable (max_open_per_host reached).
-  Result<Url> admit(const std::string& url_text, std::string& key);
+  // A request's claim on its host: its URL, pool key and deadline, and one of the host's
+  // max_open_per_host connection slots, given back when the Slot ends.
+  class Slot {
+   public:
+    Slot(BeastHttpClient* client, Url url_in, std::string key_in, MonotonicTime deadline_in)
+        : url(std::move(url_in)), key(std::move(key_in)), deadline(deadline_in), client_(client) {}
+    Slot(Slot&& other) noexcept
+        : url(std::move(other.url)),
+          key(std::move(other.key)),
+          deadline(other.deadline),
+          client_(std::exchange(other.client_, nullptr)) {}
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    Slot& operator=(Slot&&) = delete;
+    ~Slot();
+
+    Url url;
+    std::string key;
+    MonotonicTime deadline;
+
+   private:
+    BeastHttpClient* client_;
+  };
+  // Errors: InvalidArgument (bad URL), Unavailable (max_open_per_host reached).
+  Result<Slot> admit(const ClientRequest& request);
   bool reserve(const std::string& key);
   void unreserve(const std::string& key);
 

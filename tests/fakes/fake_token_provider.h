@@ -10,15 +10,10 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 #include "common/cancellation.h"
 #include "common/clock.h"
 #include "common/result.h"
+#include "tests/fakes/hold_gate.h"
 #include "token/types.h"
 
 namespace nmi::testing {
@@ -43,26 +38,10 @@ class FakeTokenProvider final : public token::TokenProvider {
     default_lifetime_ = lifetime;
   }
 
-  void hold(bool on) {
-    const std::lock_guard lock(mu_);
-    hold_ = on;
-  }
-  std::size_t release(std::size_t n = 1) {
-    std::vector<std::shared_ptr<Held>> to_wake;
-    {
-      const std::lock_guard lock(mu_);
-      while (n-- > 0 && !held_.empty()) {
-        held_.front()->released = true;
-        to_wake.push_back(held_.front());
-        held_.pop_front();
-      }
-    }
-    for (const auto& h : to_wake) {
-      boost::asio::post(h->timer->get_executor(), [t = h->timer] { t->cancel(); });
-    }
-    return to_wake.size();
-  }
-  std::size_t releaseAll() { return release(static_cast<std::size_t>(-1)); }
+  void hold(bool on) { gate_.hold(on); }
+  // Lets the `n` oldest held calls go on; returns how many were released.
+  std::size_t release(std::size_t n = 1) { return gate_.release(n); }
+  std::size_t releaseAll() { return gate_.releaseAll(); }
 
   std::size_t calls() const {
     const std::lock_guard lock(mu_);
@@ -72,10 +51,7 @@ class FakeTokenProvider final : public token::TokenProvider {
     const std::lock_guard lock(mu_);
     return requests_;
   }
-  std::size_t heldCount() const {
-    const std::lock_guard lock(mu_);
-    return held_.size();
-  }
+  std::size_t heldCount() const { return gate_.heldCount(); }
   std::size_t cancelledCalls() const {
     const std::lock_guard lock(mu_);
     return cancelled_;
@@ -87,30 +63,12 @@ class FakeTokenProvider final : public token::TokenProvider {
     {
       const std::lock_guard lock(mu_);
       requests_.push_back(request);
-      hold = hold_;
+      hold = gate_.holding();
     }
     if (hold) {
-      auto executor = co_await boost::asio::this_coro::executor;
-      auto held = std::make_shared<Held>();
-      held->timer = std::make_shared<boost::asio::steady_timer>(
-          executor, boost::asio::steady_timer::time_point::max());
-      {
+      const bool passed = co_await gate_.pass(cancel);
+      if (!passed) {
         const std::lock_guard lock(mu_);
-        held_.push_back(held);
-      }
-      auto timer = held->timer;
-      const std::size_t id = cancel != nullptr ? cancel->add([timer] {
-        boost::asio::post(timer->get_executor(), [timer] { timer->cancel(); });
-      })
-                                               : 0;
-      boost::system::error_code ec;
-      co_await timer->async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-      if (cancel != nullptr) {
-        cancel->remove(id);
-      }
-      const std::lock_guard lock(mu_);
-      if (!held->released) {
-        held_.erase(std::remove(held_.begin(), held_.end(), held), held_.end());
         ++cancelled_;
         co_return makeError(ErrorCode::Cancelled, "fetch cancelled");
       }
@@ -133,18 +91,12 @@ class FakeTokenProvider final : public token::TokenProvider {
   }
 
  private:
-  struct Held {
-    std::shared_ptr<boost::asio::steady_timer> timer;
-    bool released = false;
-  };
-
   const Clock* clock_ = nullptr;
   mutable std::mutex mu_;
   std::deque<Result<token::AccessToken>> script_;
   std::vector<token::TokenRequest> requests_;
-  std::deque<std::shared_ptr<Held>> held_;
   std::chrono::seconds default_lifetime_{3600};
-  bool hold_ = false;
+  HoldGate gate_;
   std::size_t minted_ = 0;
   std::size_t cancelled_ = 0;
 };
