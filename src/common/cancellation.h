@@ -45,24 +45,20 @@ class CancellationSignal {
   // cancelled. The first add() runs the onFirstListener hook (on its own thread, before
   // returning).
   std::size_t add(Callback cb) {
-    Callback first;
-    std::size_t id = 0;
-    {
-      const std::lock_guard lock(mu_);
-      if (!cancelled_) {
-        id = static_cast<std::size_t>(++last_id_);
-        callbacks_.emplace(last_id_, std::move(cb));
-        first.swap(on_first_listener_);
-      }
-    }
-    if (id == 0) {
+    std::unique_lock lock(mu_);
+    if (cancelled_) {
+      lock.unlock();
       cb();
       return 0;
     }
+    const std::uint64_t id = ++last_id_;
+    callbacks_.emplace(id, std::move(cb));
+    const Callback first = std::exchange(on_first_listener_, nullptr);
+    lock.unlock();
     if (first) {
       first();
     }
-    return id;
+    return static_cast<std::size_t>(id);
   }
 
   // `hook` runs once, when an operation first listens (add()): for a signal whose source costs

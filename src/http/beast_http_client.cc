@@ -504,8 +504,6 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
   if (!slot) {
     co_return slot.error();
   }
-  const Url& url = slot->url;
-  const MonotonicTime deadline = slot->deadline;
   auto executor = co_await asio::this_coro::executor;
 
   for (int attempt = 0;; ++attempt) {
@@ -528,7 +526,7 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
     Result<ClientResponse> result = makeError(ErrorCode::Internal, "not sent");
     bool established = reused;
     if (!reused) {
-      auto up = co_await open(connection, url, deadline);
+      auto up = co_await open(connection, slot->url, slot->deadline);
       if (up) {
         established = true;
       } else {
@@ -536,7 +534,7 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
       }
     }
     if (established) {
-      result = co_await exchange(connection, url, request, deadline);
+      result = co_await exchange(connection, slot->url, request, slot->deadline);
     }
     if (cancel != nullptr) {
       on_cancel.reset();
@@ -551,7 +549,7 @@ Task<Result<ClientResponse>> BeastHttpClient::send(ClientRequest request,
       connection->close();
       // A pooled connection the server closed meanwhile fails at once: retry once on a new one.
       if (reused && attempt == 0 && result.error().code == ErrorCode::Unavailable &&
-          transportClock().monotonicNow() < deadline) {
+          transportClock().monotonicNow() < slot->deadline) {
         continue;
       }
       co_return result;
@@ -573,8 +571,6 @@ Task<Result<ClientResponse>> BeastHttpClient::stream(ClientRequest request,
   if (!slot) {
     co_return slot.error();
   }
-  const Url& url = slot->url;
-  const MonotonicTime deadline = slot->deadline;
   auto executor = co_await asio::this_coro::executor;
   const auto connection = std::make_shared<Connection>(executor_);
   // Cancellation closes the socket on this coroutine's executor: whatever the stream does then
@@ -587,13 +583,13 @@ Task<Result<ClientResponse>> BeastHttpClient::stream(ClientRequest request,
     });
   });
   Result<ClientResponse> result = makeError(ErrorCode::Internal, "not sent");
-  if (auto up = co_await open(connection, url, deadline); !up) {
+  if (auto up = co_await open(connection, slot->url, slot->deadline); !up) {
     result = up.error();
   } else {
-    bhttp::request<bhttp::string_body> req = wireRequest(url, request, options_.user_agent);
+    bhttp::request<bhttp::string_body> req = wireRequest(slot->url, request, options_.user_agent);
     const std::string what =
-        fmt::format("{} {}", std::string(req.method_string()), url.authority());
-    connection->lowest().expires_at(deadline);
+        fmt::format("{} {}", std::string(req.method_string()), slot->url.authority());
+    connection->lowest().expires_at(slot->deadline);
     // (No co_await inside ?: — g++ 12 miscompiles it.)
     if (connection->tls) {
       result = co_await writeAndStream(*connection->tls, connection->lowest(), connection->buffer,

@@ -4,7 +4,7 @@
 
 namespace nmi::http {
 
-// The clock of the Beast transports (BeastHttpClient and kube's BeastApiTransport). Their
+// The clock of BeastHttpClient (nmi's one HTTP client, which kube's transport uses too). Its
 // deadlines end up in Beast stream timeouts (tcp_stream::expires_at), which run on the real steady
 // clock, so they read time from the seam's real side: a FakeClock could not drive those timers.
 // Their tests run against loopback servers in real time.
