@@ -16,9 +16,9 @@ namespace asio = boost::asio;
 
 namespace {
 
-// The product's steady_timer (src/token/caching_token_provider keeps raw ones until it is
-// ported). `woken_` carries a wake() that arrives between two waits to the next one; the
-// cancel itself runs on the timer's executor, where the waits run.
+// SystemClock's timer: the product's one steady_timer. `woken_` carries a wake() that arrives
+// between two waits to the next one; the cancel itself runs on the timer's executor, where the
+// waits run.
 class SteadyTimer final : public Timer, public std::enable_shared_from_this<SteadyTimer> {
  public:
   explicit SteadyTimer(const asio::any_io_executor& executor) : timer_(executor) {}
