@@ -58,6 +58,15 @@ identity::AzureIdentity userAssigned(std::string name, std::string client_id) {
   return id;
 }
 
+// A service principal with a client secret in `secret_ns`.
+identity::AzureIdentity servicePrincipal(const std::string& secret_ns) {
+  auto sp = userAssigned("sp-web", kClientId);
+  sp.type = 1;
+  sp.tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+  sp.client_password = identity::SecretRef{"sp-secret", secret_ns};
+  return sp;
+}
+
 identity::AzureIdentityBinding binding(const identity::AzureIdentity& id, std::string selector) {
   return identity::AzureIdentityBinding{id.ns, id.name + "-binding", id.name, std::move(selector)};
 }
@@ -123,8 +132,11 @@ class HandlerTest : public ::testing::Test {
 
   // The standard-mode set-up of one pod and its identity, `state` as MIC left it.
   identity::PodInfo podWithIdentity(AssignedState state = AssignedState::Assigned) {
+    return podWithIdentity(userAssigned("id-web", kClientId), state);
+  }
+  identity::PodInfo podWithIdentity(const identity::AzureIdentity& id,
+                                    AssignedState state = AssignedState::Assigned) {
     auto p = pod("web", kPodIp, "web");
-    const auto id = userAssigned("id-web", kClientId);
     source_.addPod(p);
     source_.addIdentity(id);
     source_.addBinding(binding(id, "web"));
@@ -288,15 +300,8 @@ TEST_F(HandlerTest, TokenErrorsBecomeTheirReplies) {
 }
 
 TEST_F(HandlerTest, ServicePrincipalSecretsStayInTheirNamespaceAndAadHostsAreChecked) {
-  const auto p = pod("web", kPodIp, "web");
-  auto sp = userAssigned("sp-web", kClientId);
-  sp.type = 1;
-  sp.tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-  sp.client_password = identity::SecretRef{"sp-secret", "elsewhere"};
-  source_.addPod(p);
-  source_.addIdentity(sp);
-  source_.addBinding(binding(sp, "web"));
-  source_.addAssigned(assigned(p, sp));
+  const auto sp = servicePrincipal("elsewhere");
+  podWithIdentity(sp);
   options_.force_namespaced = true;
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 403);
   EXPECT_TRUE(tokens_.calls().empty());
@@ -309,16 +314,9 @@ TEST_F(HandlerTest, ServicePrincipalSecretsStayInTheirNamespaceAndAadHostsAreChe
 }
 
 TEST_F(HandlerTest, AServicePrincipalOfAnAadHostNotAllowedIsRefused) {
-  const auto p = pod("web", kPodIp, "web");
-  auto sp = userAssigned("sp-web", kClientId);
-  sp.type = 1;
-  sp.tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+  auto sp = servicePrincipal("apps");
   sp.ad_endpoint = "https://login.attacker.example/";
-  sp.client_password = identity::SecretRef{"sp-secret", "apps"};
-  source_.addPod(p);
-  source_.addIdentity(sp);
-  source_.addBinding(binding(sp, "web"));
-  source_.addAssigned(assigned(p, sp));
+  podWithIdentity(sp);
   EXPECT_EQ(call(get(kTokenPath)).result_int(), 403);
   EXPECT_TRUE(tokens_.calls().empty());
 }
